@@ -1,0 +1,37 @@
+# The two commands a newcomer needs:
+#   make demo   set up .venv and run the whole MNIST pipeline on the local stack
+#   make test   set up .venv with the dev extras and run every test
+# Offline? Point the MNIST loader at a folder: STEPML_MNIST_DIR=../shared/datasets/mnist make demo
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ALGORITHM ?= mlp
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: demo test lint clean
+
+demo: $(VENV)/.local-installed
+	$(BIN)/stepml demo --algorithm $(ALGORITHM)
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.local-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.local-installed
+
+clean:
+	rm -rf $(VENV) stepml-runs .aws-sam .pytest_cache *.egg-info

@@ -1,0 +1,19 @@
+"""CheckBatchPrediction: one bounded poll of the batch prediction job's status."""
+
+import os
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stepml import steps
+from stepml.observability import MetricUnit, logger, metrics, tracer
+from stepml.storage import Storage
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    result = steps.check_batch_prediction(event, Storage(os.environ["BUCKET_NAME"]))
+    logger.info("prediction status", extra={"status": result["status"], "polls": result["polls"]})
+    metrics.add_metric(name="JobPolls", unit=MetricUnit.Count, value=1)
+    return result

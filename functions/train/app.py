@@ -1,0 +1,19 @@
+"""Train: train the trigger's model with its engine (the builtin engine finishes here)."""
+
+import os
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stepml import steps
+from stepml.observability import MetricUnit, logger, metrics, tracer
+from stepml.storage import Storage
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    result = steps.train(event, Storage(os.environ["BUCKET_NAME"]))
+    if "training_seconds" in result:
+        metrics.add_metric(name="TrainingSeconds", unit=MetricUnit.Seconds, value=result["training_seconds"])
+    return result

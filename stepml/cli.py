@@ -1,0 +1,114 @@
+"""The stepml command line.
+
+    stepml local run TRIGGER.json [--put LOCAL_PATH:S3_KEY ...] [--out DIR]
+    stepml demo [--algorithm mlp|linear] [--mnist-dir DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from stepml import mnist
+
+DEFAULT_OUT = Path("stepml-runs")
+DEMO_PREFIX = "data/mnist/"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stepml", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="run pipelines on the local stack (moto, no AWS)")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    run = local_commands.add_parser("run", help="upload a trigger and follow its execution")
+    run.add_argument("trigger", type=Path, help="trigger JSON file")
+    run.add_argument("--put", action="append", default=[], metavar="LOCAL_PATH:S3_KEY",
+                     help="upload a file into the bucket first (repeatable)")
+    _common_options(run)
+
+    demo = commands.add_parser("demo", help="the MNIST pipeline end to end on the local stack")
+    demo.add_argument("--algorithm", choices=["mlp", "linear"], default="mlp")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--mnist-dir", type=Path, default=os.environ.get(mnist.ENV_DIR) or None,
+                      help=f"folder with the four MNIST IDX files (default: ${mnist.ENV_DIR}; "
+                           "without it the pipeline downloads them and checks their SHA-256)")
+    _common_options(demo)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _local_run(args)
+    except (OSError, ValueError) as err:
+        print(f"stepml: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"where to copy the run's S3 prefix (default: ./{DEFAULT_OUT})")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print the Lambda functions' logs")
+
+
+def _local_run(args) -> int:
+    trigger_body = args.trigger.read_bytes()
+    puts = []
+    for spec in args.put:
+        local_path, sep, key = spec.rpartition(":")
+        if not sep or not local_path or not key:
+            raise ValueError(f"--put {spec!r}: expected LOCAL_PATH:S3_KEY")
+        if not Path(local_path).is_file():
+            raise ValueError(f"--put {spec!r}: {local_path} is not a file")
+        puts.append((Path(local_path), key))
+    return _run(trigger_body, args.trigger.name, puts, args.out, args.verbose)
+
+
+def _demo(args) -> int:
+    dataset: dict = {"kind": "mnist", "source": "download"}
+    puts = []
+    if args.mnist_dir:
+        files = mnist.load_local_dir(args.mnist_dir)  # checks the SHA-256 before anything runs
+        print(f"MNIST from {args.mnist_dir} (SHA-256 verified)")
+        for name in files:
+            path = next(p for p in (args.mnist_dir / f"{name}.gz", args.mnist_dir / name) if p.is_file())
+            puts.append((path, DEMO_PREFIX + path.name))
+        dataset = {"kind": "mnist", "source": "s3", "s3_prefix": DEMO_PREFIX}
+    trigger = {
+        "version": "1",
+        "name": f"mnist-{args.algorithm}",
+        "dataset": dataset,
+        "model": {"type": "MULTICLASS", "engine": "builtin", "algorithm": args.algorithm, "seed": args.seed},
+    }
+    return _run(json.dumps(trigger, indent=2).encode(), f"mnist-{args.algorithm}.json", puts,
+                args.out, args.verbose)
+
+
+def _run(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool) -> int:
+    from stepml.local.runner import run_trigger, upload_files
+    from stepml.local.stack import LocalStack
+
+    on_log = (lambda fn, text: print(f"[{fn}] {text.rstrip()}", file=sys.__stderr__)) if verbose else None
+    with LocalStack(on_log=on_log) as stack:
+        print(f"local stack up: bucket {stack.bucket}, state machine {stack.resolved.state_machine.name}")
+        upload_files(stack, puts, print)
+        outcome = run_trigger(stack, trigger_body, trigger_name, out, print)
+    _summarise(outcome)
+    return 0 if outcome.succeeded else 1
+
+
+def _summarise(outcome) -> None:
+    if outcome.report:
+        metrics = outcome.report["metrics"]
+        print(f"accuracy {100 * metrics['accuracy']:.2f}%   macro-F1 (MulticlassAvgFScore) "
+              f"{100 * metrics['macro_f1']:.2f}%   on {outcome.report['dataset']['test_rows']:,} test rows")
+    if outcome.failure:
+        print(f"failed in {outcome.failure['failed_step']}: {outcome.failure['error']}: {outcome.failure['cause']}")
+    print(f"{outcome.status} in {outcome.seconds:.1f} s" + (f"; results in {outcome.out_dir}/" if outcome.out_dir else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

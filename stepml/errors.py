@@ -1,0 +1,34 @@
+"""Errors a step raises on purpose.
+
+Step Functions names a Lambda failure after the exception's class name (``errorType``), so
+these names are part of the state machine's contract: the ASL retries only transient
+errors and sends every one of these straight to RecordFailure.
+"""
+
+
+class StepMLError(Exception):
+    """Base class: a problem with the user's input or data, never worth a retry."""
+
+
+class TriggerRejected(StepMLError):
+    """The trigger object is malformed or asks for something not allowed."""
+
+
+class DataError(StepMLError):
+    """An input data object is missing, malformed or fails validation."""
+
+
+class TrainingFailed(StepMLError):
+    """The engine reports that training failed."""
+
+
+class PredictionFailed(StepMLError):
+    """The engine reports that batch prediction failed."""
+
+
+class PollTimeout(StepMLError):
+    """A job did not finish within the bounded number of status polls."""
+
+
+class QualityGateFailed(StepMLError):
+    """The trained model scored below the trigger's quality gate."""

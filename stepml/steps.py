@@ -1,0 +1,297 @@
+"""What each Lambda step does, as plain functions of (state payload, storage).
+
+The handlers in functions/<step>/app.py only parse the event, call one of these and return
+the small dict it gives back. State payloads carry S3 keys and ids, never data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from typing import Iterator
+
+from stepml import __version__, datasource, mnist, trigger as triggers
+from stepml.engines import COMPLETED, FAILED, get_engine
+from stepml.errors import (DataError, PollTimeout, PredictionFailed, QualityGateFailed,
+                           TrainingFailed, TriggerRejected)
+from stepml.metrics import classification_report
+from stepml.runs import RunPaths, now, write_status
+from stepml.storage import Storage
+
+MAX_POLLS = int(os.environ.get("STEPML_MAX_POLLS", "120"))
+POLL_SECONDS = int(os.environ.get("STEPML_POLL_SECONDS", "10"))
+MNIST_CACHE_PREFIX = "cache/mnist/"
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+@contextlib.contextmanager
+def step_status(storage: Storage, run_id: str, step: str) -> Iterator[dict]:
+    """Mark the step RUNNING, then DONE with its duration; the caller may add details."""
+    write_status(storage, run_id, "RUNNING", step)
+    details: dict = {}
+    started = time.perf_counter()
+    yield details
+    write_status(storage, run_id, "RUNNING", step, done=True,
+                 seconds=round(time.perf_counter() - started, 3), **details)
+
+
+def run_id_of(event: dict) -> str:
+    """The run id from a state payload, checked: it names the only prefix a step may write."""
+    run_id = event.get("run_id") if isinstance(event, dict) else None
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise TriggerRejected(f"state payload needs a run_id of 1-80 [A-Za-z0-9_-] characters, got {run_id!r}")
+    return run_id
+
+
+def load_run_trigger(storage: Storage, run_id: str) -> dict:
+    return storage.get_json(RunPaths(run_id).trigger)
+
+
+# -- PrepareData ---------------------------------------------------------------------------
+def prepare_data(event: dict, storage: Storage) -> dict:
+    """Locate (source s3) or download and cache (source download) the four MNIST files."""
+    run_id = run_id_of(event)
+    with step_status(storage, run_id, "PrepareData") as details:
+        dataset = load_run_trigger(storage, run_id)["dataset"]
+        if dataset["source"] == "s3":
+            files = _find_idx_objects(storage, dataset["s3_prefix"])
+        else:
+            files = _download_to_cache(storage, dataset.get("mirrors") or _mirrors_from_env())
+        etags = {name: storage.head(key)["ETag"].strip('"') for name, key in files.items()}
+        details["source"] = dataset["source"]
+    return {"files": files, "etags": etags}
+
+
+def _find_idx_objects(storage: Storage, prefix: str) -> dict[str, str]:
+    files, missing = {}, []
+    for name in mnist.MNIST_FILES:
+        for candidate in (f"{prefix}{name}.gz", f"{prefix}{name}"):
+            if storage.exists(candidate):
+                files[name] = candidate
+                break
+        else:
+            missing.append(name)
+    if missing:
+        present = sorted(storage.list_keys(prefix))[:10]
+        raise DataError(
+            f"s3://{storage.bucket}/{prefix} lacks {', '.join(missing)} (raw or .gz); "
+            f"found: {', '.join(present) or 'nothing'}"
+        )
+    return files
+
+
+def _download_to_cache(storage: Storage, mirrors: list[str] | None) -> dict[str, str]:
+    files = {}
+    for name in mnist.MNIST_FILES:
+        key = MNIST_CACHE_PREFIX + name
+        if not storage.exists(key):  # verified when written: the hash is checked on download
+            kwargs = {"mirrors": mirrors} if mirrors else {}
+            storage.put_bytes(key, mnist.download(name, **kwargs))
+        files[name] = key
+    return files
+
+
+def _mirrors_from_env() -> list[str] | None:
+    value = os.environ.get("STEPML_MNIST_MIRRORS", "").strip()
+    return [m.strip() for m in value.split(",") if m.strip()] or None
+
+
+# -- CreateDataSource ----------------------------------------------------------------------
+def create_datasource(event: dict, storage: Storage) -> dict:
+    run_id = run_id_of(event)
+    with step_status(storage, run_id, "CreateDataSource") as details:
+        descriptor = datasource.create_image_datasource(storage, run_id, event["data"]["files"])
+        details.update(train_rows=descriptor["train_rows"], test_rows=descriptor["test_rows"])
+    return {
+        "descriptor": RunPaths(run_id).datasource + "datasource.json",
+        "train_rows": descriptor["train_rows"],
+        "test_rows": descriptor["test_rows"],
+    }
+
+
+# -- Train / CheckTraining -----------------------------------------------------------------
+def train(event: dict, storage: Storage) -> dict:
+    run_id = run_id_of(event)
+    model = load_run_trigger(storage, run_id)["model"]
+    with step_status(storage, run_id, "Train") as details:
+        job = get_engine(model["engine"], storage).start_training({
+            "run_id": run_id,
+            "datasource": event["datasource"]["descriptor"],
+            "algorithm": model["algorithm"],
+            "parameters": model["parameters"],
+            "seed": model["seed"],
+        })
+        details.update(job_id=job["job_id"], status=job["status"])
+    return _poll_state(job, polls=0)
+
+
+def check_training(event: dict, storage: Storage) -> dict:
+    engine_name = load_run_trigger(storage, run_id_of(event))["model"]["engine"]
+    previous = event["training"]
+    job = get_engine(engine_name, storage).describe_training({"run_id": event["run_id"], **previous})
+    if job["status"] == FAILED:
+        raise TrainingFailed(job.get("message", "the engine reports training FAILED"))
+    return _poll_state({**previous, **job}, polls=previous["polls"] + 1)
+
+
+# -- BatchPredict / CheckBatchPrediction ---------------------------------------------------
+def batch_predict(event: dict, storage: Storage) -> dict:
+    run_id = run_id_of(event)
+    engine_name = load_run_trigger(storage, run_id)["model"]["engine"]
+    with step_status(storage, run_id, "BatchPredict") as details:
+        job = get_engine(engine_name, storage).start_batch_prediction({
+            "run_id": run_id,
+            "datasource": event["datasource"]["descriptor"],
+            "model": event["training"]["model"],
+        })
+        details.update(job_id=job["job_id"], status=job["status"])
+    return _poll_state(job, polls=0)
+
+
+def check_batch_prediction(event: dict, storage: Storage) -> dict:
+    engine_name = load_run_trigger(storage, run_id_of(event))["model"]["engine"]
+    previous = event["prediction"]
+    job = get_engine(engine_name, storage).describe_batch_prediction({"run_id": event["run_id"], **previous})
+    if job["status"] == FAILED:
+        raise PredictionFailed(job.get("message", "the engine reports batch prediction FAILED"))
+    return _poll_state({**previous, **job}, polls=previous["polls"] + 1)
+
+
+def _poll_state(job: dict, polls: int) -> dict:
+    """What the Choice/Wait loop reads: the job, how often it was polled, and how long to wait."""
+    if job["status"] != COMPLETED and polls >= MAX_POLLS:
+        raise PollTimeout(f"job {job['job_id']} not finished after {polls} polls")
+    return {**job, "polls": polls, "wait_seconds": POLL_SECONDS}
+
+
+# -- Score ---------------------------------------------------------------------------------
+def score(event: dict, storage: Storage) -> dict:
+    from stepml.engines.builtin import read_predictions_csv
+
+    run_id = run_id_of(event)
+    paths = RunPaths(run_id)
+    run_trigger = load_run_trigger(storage, run_id)
+    with step_status(storage, run_id, "Score"):
+        descriptor = storage.get_json(event["datasource"]["descriptor"])
+        predicted, _ = read_predictions_csv(storage.get_bytes(event["prediction"]["predictions"]))
+        truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype("int64")
+        if len(predicted) != len(truth):
+            raise DataError(f"{len(predicted)} predictions for {len(truth)} test rows")
+        metrics = classification_report(truth, predicted, descriptor["n_classes"])
+    status = storage.get_json(paths.status)
+    report = {
+        "run_id": run_id,
+        "status": "SUCCEEDED",
+        "created_at": now(),
+        "code_version": __version__,
+        "dataset": {**run_trigger["dataset"], "train_rows": descriptor["train_rows"],
+                    "test_rows": descriptor["test_rows"]},
+        "model": run_trigger["model"],
+        "training": storage.get_json(paths.model + "training.json"),
+        "metrics": metrics,
+        "seconds_per_step": {s["step"]: s["seconds"] for s in status["steps"] if "seconds" in s},
+        "outputs": {"datasource": event["datasource"]["descriptor"], "model": event["training"]["model"],
+                    "predictions": event["prediction"]["predictions"], "report": paths.report},
+    }
+    gate = run_trigger.get("quality_gate", {}).get("min_accuracy")
+    if gate is not None and metrics["accuracy"] < gate:
+        report["status"] = "FAILED_QUALITY_GATE"
+    storage.put_json(paths.report, report)
+    storage.put_json(paths.manifest, _manifest(run_trigger, event, report))
+    if report["status"] != "SUCCEEDED":
+        raise QualityGateFailed(f"accuracy {metrics['accuracy']:.4f} is below the gate {gate}")
+    write_status(storage, run_id, "SUCCEEDED", "Score", report=paths.report)
+    return {"report": paths.report, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def _manifest(run_trigger: dict, event: dict, report: dict) -> dict:
+    return {
+        "run_id": event["run_id"],
+        "code_version": __version__,
+        "trigger": event.get("trigger", {}),
+        "inputs": {"files": event["data"]["files"], "etags": event["data"]["etags"]},
+        "model": run_trigger["model"],
+        "outputs": report["outputs"],
+    }
+
+
+# -- RecordFailure -------------------------------------------------------------------------
+def record_failure(event: dict, storage: Storage) -> dict:
+    """Write failure.json and mark the run FAILED; what was produced so far is listed."""
+    run_id = run_id_of(event)
+    paths = RunPaths(run_id)
+    error = event.get("error", {})
+    status = storage.get_json(paths.status) if storage.exists(paths.status) else {}
+    last = (status.get("steps") or [{"step": "StartRun", "done": True}])[-1]
+    failed_step = last["step"] if not last.get("done") else f"after {last['step']}"
+    failure = {
+        "run_id": run_id,
+        "failed_step": failed_step,
+        "error": error.get("Error", "Unknown"),
+        "cause": _cause_message(error.get("Cause", "")),
+        "at": now(),
+        "produced": sorted(k for k in storage.list_keys(paths.prefix) if k != paths.status),
+    }
+    storage.put_json(paths.failure, failure)
+    write_status(storage, run_id, "FAILED", failed_step, failure=paths.failure)
+    return {"failure": paths.failure, "error": failure["error"]}
+
+
+def _cause_message(cause: str) -> str:
+    """Lambda errors arrive as a JSON string with errorMessage; keep the message, drop the stack."""
+    import json
+
+    try:
+        return json.loads(cause).get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        return cause
+
+
+# -- StartRun ------------------------------------------------------------------------------
+def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> dict:
+    """One S3 event record -> a validated trigger and one execution (or a rejection record).
+
+    The execution name is derived from bucket, key and version, so a duplicated S3 event
+    finds its execution already there (ExecutionAlreadyExists) and starts nothing new.
+    """
+    bucket, key, version = triggers.object_from_s3_record(record)
+    if bucket != storage.bucket:
+        raise TriggerRejected(f"event for bucket {bucket!r}; this stack serves {storage.bucket!r}")
+    if not triggers.is_trigger_key(key):
+        return {"key": key, "outcome": "ignored", "reason": "not a triggers/*.json object"}
+    try:
+        raw = storage.get_bytes(key, max_bytes=triggers.MAX_TRIGGER_BYTES,
+                                version_id=record["s3"]["object"].get("versionId"))
+        run_trigger = triggers.parse(raw)
+    except (TriggerRejected, DataError) as err:
+        rejection = {"trigger": key, "version": version, "rejected_at": now(), "reason": str(err),
+                     "help": "Fix the trigger and upload it again; see the README's trigger format."}
+        storage.put_json(triggers.rejection_key(key), rejection)
+        return {"key": key, "outcome": "rejected", "reason": str(err)}
+
+    run_id = triggers.run_id_for(bucket, key, version, run_trigger.get("name"))
+    paths = RunPaths(run_id)
+    payload = {"run_id": run_id, "bucket": bucket,
+               "trigger": {"key": key, "version": version}}
+    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
+    first_delivery = not storage.exists(paths.trigger)
+    if first_delivery:  # write-once: a duplicate event finds it there
+        storage.put_json(paths.trigger, run_trigger)
+        write_status(storage, run_id, "RUNNING", "StartRun", done=True,
+                     execution_arn=execution_arn, trigger=key)
+    try:
+        # Still called on a repeat delivery, in case the first one died before starting the
+        # execution: with the same name and input, StartExecution is idempotent.
+        sfn.start_execution(stateMachineArn=state_machine_arn, name=run_id, input=_json(payload))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        first_delivery = False
+    outcome = "started" if first_delivery else "duplicate"
+    return {"key": key, "run_id": run_id, "outcome": outcome, "execution_arn": execution_arn}
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,134 @@
+"""A small, typed view of the run bucket: bytes, JSON and numpy arrays under keys.
+
+Every step talks to S3 through this class, so that keys are checked in one place and the
+boto3 client is created lazily (inside a moto mock when running locally).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from stepml.errors import DataError
+
+MAX_JSON_BYTES = 16 * 1024 * 1024  # reports and descriptors are small; refuse giant JSON
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape a prefix or confuse readers ('..', '//', absolute)."""
+    if not key or key.startswith("/") or "\\" in key:
+        raise ValueError(f"invalid S3 key {key!r}")
+    parts = key.split("/")
+    if any(p in (".", "..") for p in parts) or "" in parts[:-1]:
+        raise ValueError(f"invalid S3 key {key!r}: no '.', '..' or empty path segments")
+    if any(ord(c) < 32 for c in key):
+        raise ValueError(f"invalid S3 key {key!r}: control characters")
+    return key
+
+
+@dataclass
+class Storage:
+    bucket: str
+    _client: Any = field(default=None, repr=False)
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3  # imported late: the core is usable without AWS
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def uri(self, key: str) -> str:
+        return s3_uri(self.bucket, key)
+
+    # -- reading ---------------------------------------------------------------------------
+    def head(self, key: str) -> dict | None:
+        """Metadata of an object, or None when it does not exist."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except self.client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def get_bytes(self, key: str, *, max_bytes: int | None = None, version_id: str | None = None) -> bytes:
+        kwargs = {"Bucket": self.bucket, "Key": check_key(key)}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            obj = self.client.get_object(**kwargs)
+        except self.client.exceptions.ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "NoSuchVersion", "404"):
+                missing = f"version {version_id} of {self.uri(key)}" if version_id else self.uri(key)
+                raise DataError(f"{missing} does not exist") from None
+            raise
+        if max_bytes is not None and obj["ContentLength"] > max_bytes:
+            raise DataError(
+                f"{self.uri(key)} is {obj['ContentLength']:,} bytes; the limit is {max_bytes:,}"
+            )
+        return obj["Body"].read()
+
+    def get_json(self, key: str, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
+        raw = self.get_bytes(key, max_bytes=max_bytes)
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(f"{self.uri(key)} is not valid JSON: {err}") from None
+
+    def get_npy(self, key: str) -> np.ndarray:
+        raw = self.get_bytes(key)
+        try:
+            return np.load(io.BytesIO(raw), allow_pickle=False)
+        except ValueError as err:
+            raise DataError(f"{self.uri(key)} is not a valid .npy array: {err}") from None
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"]
+
+    # -- writing ---------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.client.put_object(
+            Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
+        )
+        return self.uri(key)
+
+    def put_json(self, key: str, value: Any) -> str:
+        body = json.dumps(value, indent=2, sort_keys=False, default=_json_default).encode()
+        return self.put_bytes(key, body, "application/json")
+
+    def put_npy(self, key: str, array: np.ndarray) -> str:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        return self.put_bytes(key, buf.getvalue())
+
+
+def _json_default(value: Any) -> Any:
+    """Let numpy scalars and arrays appear in reports without ceremony."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

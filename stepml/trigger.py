@@ -1,0 +1,112 @@
+"""The trigger contract: parse, validate against the JSON Schema, fill defaults, name the run.
+
+Everything here runs before any compute is spent: a trigger that fails is rejected with a
+readable record next to it and starts nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from importlib import resources
+from typing import Any
+from urllib.parse import unquote_plus
+
+import jsonschema
+
+from stepml.errors import TriggerRejected
+
+TRIGGER_PREFIX = "triggers/"
+TRIGGER_SUFFIX = ".json"
+REJECTION_SUFFIX = ".rejected"  # deliberately not '.json': it must not trigger a run itself
+MAX_TRIGGER_BYTES = 64 * 1024
+DEFAULTS = {"engine": "builtin", "algorithm": "mlp", "seed": 0}
+
+
+def schema() -> dict:
+    text = resources.files("stepml").joinpath("schemas/trigger.schema.json").read_text()
+    return json.loads(text)
+
+
+_VALIDATOR = jsonschema.Draft202012Validator(schema())
+
+
+def parse(raw: bytes) -> dict:
+    """Bytes of a trigger object -> validated trigger with defaults filled in."""
+    if len(raw) > MAX_TRIGGER_BYTES:
+        raise TriggerRejected(f"trigger is {len(raw):,} bytes; the limit is {MAX_TRIGGER_BYTES:,}")
+    try:
+        document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise TriggerRejected("trigger is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise TriggerRejected(f"trigger is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    return validate(document)
+
+
+def validate(document: Any) -> dict:
+    errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise TriggerRejected("; ".join(_describe(e) for e in errors[:5]))
+    trigger = copy.deepcopy(document)  # never modify the caller's object
+    model = trigger["model"]
+    for name, value in DEFAULTS.items():
+        model.setdefault(name, value)
+    model.setdefault("parameters", {})
+    trigger["dataset"].setdefault("source", "download")
+    _check_model_parameters(model)
+    return trigger
+
+
+def _check_model_parameters(model: dict) -> None:
+    from stepml.models import make_model  # numpy import only when a trigger is checked
+
+    try:
+        make_model(model["algorithm"], model["parameters"], seed=model["seed"])
+    except (TypeError, ValueError) as err:
+        raise TriggerRejected(f"model.parameters: {err}") from None
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    return f"{where}: {error.message}"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise TriggerRejected(f"trigger contains {name}, which is not valid JSON")
+
+
+def is_trigger_key(key: str) -> bool:
+    return key.startswith(TRIGGER_PREFIX) and key.endswith(TRIGGER_SUFFIX)
+
+
+def object_from_s3_record(record: dict) -> tuple[str, str, str]:
+    """(bucket, key, version-or-etag) of one S3 event record; keys arrive URL-encoded."""
+    bucket = record["s3"]["bucket"]["name"]
+    obj = record["s3"]["object"]
+    key = unquote_plus(obj["key"])
+    version = obj.get("versionId") or obj.get("eTag") or ""
+    return bucket, key, version
+
+
+def run_id_for(bucket: str, key: str, version: str, label: str | None = None) -> str:
+    """A deterministic execution name: the same object version always names the same run.
+
+    Step Functions names allow 1-80 characters of [A-Za-z0-9_-]; a duplicate S3 event
+    therefore hits ExecutionAlreadyExists instead of starting a second run.
+    """
+    if label:
+        stem = label
+    elif is_trigger_key(key):
+        stem = key[len(TRIGGER_PREFIX) : -len(TRIGGER_SUFFIX)]
+    else:
+        stem = key
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:40] or "run"
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()[:16]
+    return f"{stem}-{digest}"
+
+
+def rejection_key(trigger_key: str) -> str:
+    return trigger_key + REJECTION_SUFFIX

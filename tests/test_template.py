@@ -1,0 +1,318 @@
+"""template.yaml: the security and wiring properties the design depends on, plus the linters.
+
+Fast (no build, no AWS): reads the YAML, and runs cfn-lint and `sam validate --lint` as
+subprocesses. `sam` comes with the dev extras (`pip install -e '.[dev]'`); without it the
+sam test fails on purpose rather than skipping, so a missing tool is never mistaken for a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+BUCKET_NAME_SUB = "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"
+STEP_FUNCTIONS = [
+    "PrepareDataFunction", "CreateDataSourceFunction", "TrainFunction", "CheckTrainingFunction",
+    "BatchPredictFunction", "CheckBatchPredictionFunction", "ScoreFunction", "RecordFailureFunction",
+]
+ALL_FUNCTIONS = ["StartRunFunction", *STEP_FUNCTIONS]
+
+try:  # the local stack's loader, so that the tests read the template the way it does
+    from stepml.local.cfn_yaml import load_template
+except ImportError:  # pragma: no cover - fallback when the core package is not importable
+    import yaml
+
+    class _CfnLoader(yaml.SafeLoader):
+        pass
+
+    def _intrinsic(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        if suffix == "Ref":
+            return {"Ref": value}
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{suffix}": value}
+
+    _CfnLoader.add_multi_constructor("!", _intrinsic)
+
+    def load_template(path):
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict:
+    return template["Resources"]
+
+
+def _of_type(resources: dict, type_name: str) -> dict:
+    return {k: v for k, v in resources.items() if v["Type"] == type_name}
+
+
+def _refs(value) -> set[str]:
+    """Every logical id or parameter a value refers to through Ref, GetAtt or ${...} in Sub."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                found.add(arg)
+            elif key == "Fn::GetAtt":
+                found.add(arg[0] if isinstance(arg, list) else arg.split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                found.update(m.split(".", 1)[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text))
+                if not isinstance(arg, str):
+                    found |= _refs(arg[1])
+            else:
+                found |= _refs(arg)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _refs(item)
+    return found
+
+
+def _tool_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    env["SAM_CLI_TELEMETRY"] = "0"
+    return env
+
+
+# -- the bucket -----------------------------------------------------------------------------------
+def test_one_bucket_with_deterministic_name(resources):
+    buckets = _of_type(resources, "AWS::S3::Bucket")
+    assert list(buckets) == ["DataBucket"]
+    assert resources["DataBucket"]["Properties"]["BucketName"] == {"Fn::Sub": BUCKET_NAME_SUB}
+
+
+def test_bucket_encrypted_versioned_private(resources):
+    props = resources["DataBucket"]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    algorithm = rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+    assert algorithm in ("AES256", "aws:kms")
+    if algorithm == "aws:kms":
+        assert rule.get("BucketKeyEnabled") is True
+
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+
+
+def test_bucket_policy_denies_insecure_transport(resources):
+    (policy,) = _of_type(resources, "AWS::S3::BucketPolicy").values()
+    assert policy["Properties"]["Bucket"] == {"Ref": "DataBucket"}
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    tls_deny = [
+        s for s in statements
+        if s["Effect"] == "Deny"
+        and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+    ]
+    assert tls_deny, "no statement denies aws:SecureTransport false"
+    (deny,) = tls_deny
+    assert deny["Principal"] == "*"
+    assert deny["Action"] in ("s3:*", ["s3:*"])
+    assert {"Fn::GetAtt": ["DataBucket", "Arn"]} in deny["Resource"]
+    assert {"Fn::Sub": "${DataBucket.Arn}/*"} in deny["Resource"]
+
+
+def test_nothing_but_the_notification_and_bucket_policy_refers_to_the_bucket(resources):
+    """The bucket notifies StartRunFunction, so functions must name it by string (no cycle)."""
+    for logical_id, resource in resources.items():
+        if logical_id == "DataBucket" or resource["Type"] == "AWS::S3::BucketPolicy":
+            continue
+        props = dict(resource.get("Properties", {}))
+        props.pop("Events", None)  # the S3 event source must Ref the bucket
+        assert "DataBucket" not in _refs(props), f"{logical_id} refers to DataBucket"
+
+
+# -- functions ------------------------------------------------------------------------------------
+def test_globals(template):
+    g = template["Globals"]["Function"]
+    assert g["Runtime"] == "python3.12"
+    assert g["Architectures"] == ["arm64"]
+    assert g["Handler"] == "app.lambda_handler"
+    assert g["Tracing"] == "Active"
+    assert g["Layers"] == [{"Ref": "CoreLayer"}]
+    assert g["Environment"]["Variables"] == {
+        "BUCKET_NAME": {"Fn::Sub": BUCKET_NAME_SUB},
+        "POWERTOOLS_SERVICE_NAME": "stepml",
+        "POWERTOOLS_METRICS_NAMESPACE": "StepML",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+
+
+def test_every_function_is_arm64_python312_with_the_layer(template, resources):
+    g = template["Globals"]["Function"]
+    functions = _of_type(resources, "AWS::Serverless::Function")
+    assert sorted(functions) == sorted(ALL_FUNCTIONS)
+    for logical_id, resource in functions.items():
+        props = resource["Properties"]
+        assert props.get("Runtime", g["Runtime"]) == "python3.12", logical_id
+        assert props.get("Architectures", g["Architectures"]) == ["arm64"], logical_id
+        layers = g.get("Layers", []) + props.get("Layers", [])
+        assert {"Ref": "CoreLayer"} in layers, logical_id
+        assert props.get("Handler", g["Handler"]) == "app.lambda_handler", logical_id
+
+
+@pytest.mark.parametrize("logical_id", ALL_FUNCTIONS)
+def test_function_code_exists(resources, logical_id):
+    code_dir = ROOT / resources[logical_id]["Properties"]["CodeUri"]
+    app = code_dir / "app.py"
+    assert app.is_file(), f"{logical_id}: {app} is missing"
+    assert re.search(r"^def lambda_handler\(", app.read_text(), re.M), f"{app} has no lambda_handler"
+
+
+def test_function_specific_environment(resources):
+    start = resources["StartRunFunction"]["Properties"]["Environment"]["Variables"]
+    assert start == {"STATE_MACHINE_ARN": {"Ref": "PipelineStateMachine"}}
+    prepare = resources["PrepareDataFunction"]["Properties"]["Environment"]["Variables"]
+    assert prepare == {"STEPML_MNIST_MIRRORS": {"Ref": "MnistMirrors"}}
+
+
+def test_function_policies_name_the_bucket_by_string(resources):
+    """Every S3 grant is scoped to this stack's bucket name (prefix-scoped where possible)."""
+    bucket_arn = "arn:${AWS::Partition}:s3:::" + BUCKET_NAME_SUB
+    for logical_id in ALL_FUNCTIONS:
+        for policy in resources[logical_id]["Properties"]["Policies"]:
+            for template_name in ("S3ReadPolicy", "S3CrudPolicy", "S3WritePolicy"):
+                if template_name in policy:
+                    assert policy[template_name] == {"BucketName": {"Fn::Sub": BUCKET_NAME_SUB}}
+            for statement in policy.get("Statement", []):
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if not any(a.startswith("s3:") for a in actions):
+                    continue
+                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                for target in targets:
+                    text = target["Fn::Sub"]
+                    assert text == bucket_arn or text.startswith(bucket_arn + "/"), (logical_id, text)
+                    assert text != bucket_arn + "/*", f"{logical_id}: whole-bucket grant, scope it to a prefix"
+
+
+def test_start_run_trigger_event(resources):
+    props = resources["StartRunFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "DataBucket"}
+    assert event["Properties"]["Events"] in ("s3:ObjectCreated:*", ["s3:ObjectCreated:*"])
+    rules = event["Properties"]["Filter"]["S3Key"]["Rules"]
+    assert {"Name": "prefix", "Value": "triggers/"} in rules
+    assert {"Name": "suffix", "Value": ".json"} in rules
+    start_policies = props["Policies"]
+    assert {"StepFunctionsExecutionPolicy": {
+        "StateMachineName": {"Fn::GetAtt": ["PipelineStateMachine", "Name"]}}} in start_policies
+
+
+# -- the layer ------------------------------------------------------------------------------------
+def test_core_layer_is_a_makefile_build_for_arm64(resources):
+    layer = resources["CoreLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+    content = ROOT / layer["Properties"]["ContentUri"]
+    assert (content / "__init__.py").is_file(), "ContentUri must be the stepml package directory"
+    makefile = (ROOT / layer["Metadata"].get("ContextPath", layer["Properties"]["ContentUri"]) / "Makefile")
+    text = makefile.read_text()
+    assert re.search(r"^build-CoreLayer:", text, re.M)
+    assert "--platform" in text and "aarch64" in text and "--only-binary=:all:" in text
+    requirements = (makefile.parent / "requirements.txt").read_text().lower()
+    assert "boto3" not in re.sub(r"#.*", "", requirements)
+
+
+# -- the state machine ----------------------------------------------------------------------------
+def test_state_machine_substitutions_point_at_the_step_functions(resources):
+    machine = resources["PipelineStateMachine"]
+    props = machine["Properties"]
+    assert machine["Type"] == "AWS::Serverless::StateMachine"
+    assert props["Type"] == "STANDARD"
+    subs = props["DefinitionSubstitutions"]
+    assert sorted(subs) == sorted(f"{name}Arn" for name in STEP_FUNCTIONS)
+    for key, value in subs.items():
+        target = key[: -len("Arn")]
+        assert value == {"Fn::GetAtt": [target, "Arn"]}, key
+        assert resources[target]["Type"] == "AWS::Serverless::Function"
+    invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"]
+               if "LambdaInvokePolicy" in p}
+    assert invoked == set(STEP_FUNCTIONS)
+
+
+def test_definition_uses_only_known_substitutions(resources):
+    props = resources["PipelineStateMachine"]["Properties"]
+    definition_path = ROOT / props["DefinitionUri"]
+    text = definition_path.read_text()
+    json.loads(text)  # JSONPath ASL, plain JSON
+    used = set(re.findall(r"\$\{(\w+)\}", text))
+    assert used <= set(props["DefinitionSubstitutions"]), used - set(props["DefinitionSubstitutions"])
+
+
+def test_state_machine_logging_and_tracing(resources):
+    props = resources["PipelineStateMachine"]["Properties"]
+    assert props["Tracing"] == {"Enabled": True}
+    logging = props["Logging"]
+    assert logging["Level"] in ("ERROR", "ALL")
+    assert logging["IncludeExecutionData"] is False
+    (destination,) = logging["Destinations"]
+    log_group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    log_group = resources[log_group_id]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["LogGroupName"]["Fn::Sub"].startswith("/aws/vendedlogs/states/")
+    assert "RetentionInDays" in log_group["Properties"]
+
+
+def test_outputs(template):
+    assert {"BucketName", "StateMachineArn", "StateMachineName"} <= set(template["Outputs"])
+
+
+# -- linters --------------------------------------------------------------------------------------
+def _cfn_lint_command() -> list[str]:
+    exe = Path(sys.executable).parent / "cfn-lint"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("cfn-lint")
+    return [found] if found else [sys.executable, "-m", "cfnlint"]
+
+
+def test_cfn_lint_is_clean():
+    result = subprocess.run(
+        [*_cfn_lint_command(), str(TEMPLATE)],
+        cwd=ROOT, env=_tool_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_sam_validate_lint_is_clean():
+    sam = Path(sys.executable).parent / "sam"
+    if not sam.exists():
+        pytest.fail(f"`sam` is not installed next to {sys.executable}: install the dev extras "
+                    f"(pip install -e '.[dev]', which brings aws-sam-cli)")
+    result = subprocess.run(
+        [str(sam), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT, env=_tool_env(), capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "is a valid SAM Template" in output, output

@@ -1,0 +1,21 @@
+"""Keys are checked before any request, so no step can escape the prefix it was given."""
+
+import pytest
+
+from stepml.storage import check_key, split_s3_uri
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a/./b", "a//b", "a\\b", "a\x00b"])
+def test_hostile_keys_are_refused(key):
+    with pytest.raises(ValueError):
+        check_key(key)
+
+
+def test_ordinary_keys_pass():
+    assert check_key("runs/x-1/report/report.json") == "runs/x-1/report/report.json"
+
+
+def test_split_s3_uri():
+    assert split_s3_uri("s3://bucket/a/b.json") == ("bucket", "a/b.json")
+    with pytest.raises(ValueError):
+        split_s3_uri("https://bucket/a")

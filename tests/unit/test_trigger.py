@@ -1,0 +1,80 @@
+"""The trigger contract: what is accepted, what is refused and why, and how runs are named."""
+
+import json
+
+import pytest
+
+from stepml import trigger
+from stepml.errors import TriggerRejected
+
+VALID = {
+    "version": "1",
+    "dataset": {"kind": "mnist", "source": "s3", "s3_prefix": "data/mnist/"},
+    "model": {"type": "MULTICLASS", "algorithm": "linear", "seed": 3},
+}
+
+
+def parse(document) -> dict:
+    return trigger.parse(json.dumps(document).encode())
+
+
+def test_valid_trigger_gets_defaults_without_touching_the_input():
+    document = json.loads(json.dumps(VALID))
+    parsed = trigger.validate(document)
+    assert parsed["model"]["engine"] == "builtin"
+    assert parsed["model"]["parameters"] == {}
+    assert document == VALID  # the caller's object is not modified
+
+
+def test_download_is_the_default_source_and_mlp_the_default_algorithm():
+    parsed = parse({"version": "1", "dataset": {"kind": "mnist"}, "model": {"type": "MULTICLASS"}})
+    assert parsed["dataset"]["source"] == "download"
+    assert parsed["model"]["algorithm"] == "mlp"
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe", "not UTF-8"),
+    (b'{"version": "1", "x": NaN}', "NaN"),
+    (b"[]", "is not of type 'object'"),
+    (b" " * (trigger.MAX_TRIGGER_BYTES + 1), "limit"),
+])
+def test_malformed_bytes_are_rejected_with_the_reason(raw, message):
+    with pytest.raises(TriggerRejected, match=message):
+        trigger.parse(raw)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"version": "2"}, "version"),
+    ({"surprise": 1}, "Additional properties"),
+    ({"dataset": {"kind": "cifar"}}, "dataset/kind"),
+    ({"dataset": {"kind": "mnist", "source": "s3"}}, "s3_prefix"),
+    ({"dataset": {"kind": "mnist", "source": "s3", "s3_prefix": "../etc/"}}, "s3_prefix"),
+    ({"dataset": {"kind": "mnist", "source": "s3", "s3_prefix": "runs/other/"}}, "s3_prefix"),
+    ({"dataset": {"kind": "mnist", "source": "download", "mirrors": ["http://insecure/"]}}, "mirrors"),
+    ({"model": {"type": "MULTICLASS", "algorithm": "svm"}}, "algorithm"),
+    ({"model": {"type": "MULTICLASS", "seed": -1}}, "seed"),
+    ({"model": {"type": "MULTICLASS", "algorithm": "linear", "parameters": {"epochs": -5}}}, "epochs"),
+    ({"model": {"type": "MULTICLASS", "algorithm": "linear", "parameters": {"bogus": 1}}}, "bogus"),
+    ({"quality_gate": {"min_accuracy": 1.5}}, "min_accuracy"),
+])
+def test_invalid_fields_are_rejected_naming_the_field(change, message):
+    with pytest.raises(TriggerRejected, match=message):
+        parse({**VALID, **change})
+
+
+def test_run_id_is_deterministic_and_a_valid_execution_name():
+    a = trigger.run_id_for("bucket", "triggers/my demo.json", "v1")
+    assert a == trigger.run_id_for("bucket", "triggers/my demo.json", "v1")
+    assert a != trigger.run_id_for("bucket", "triggers/my demo.json", "v2")
+    assert a.startswith("my-demo-") and len(a) <= 80
+    assert trigger.run_id_for("b", "triggers/x.json", "v", label="mnist").startswith("mnist-")
+
+
+def test_s3_record_keys_are_url_decoded():
+    record = {"s3": {"bucket": {"name": "b"}, "object": {"key": "triggers/a+b%21.json", "eTag": "e"}}}
+    assert trigger.object_from_s3_record(record) == ("b", "triggers/a b!.json", "e")
+
+
+def test_rejection_records_cannot_trigger_a_run_themselves():
+    assert not trigger.is_trigger_key(trigger.rejection_key("triggers/x.json"))
