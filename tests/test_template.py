@@ -26,32 +26,7 @@ STEP_FUNCTIONS = [
 ]
 ALL_FUNCTIONS = ["StartRunFunction", *STEP_FUNCTIONS]
 
-try:  # the local stack's loader, so that the tests read the template the way it does
-    from stepml.local.cfn_yaml import load_template
-except ImportError:  # pragma: no cover - fallback when the core package is not importable
-    import yaml
-
-    class _CfnLoader(yaml.SafeLoader):
-        pass
-
-    def _intrinsic(loader, suffix, node):
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        if suffix == "Ref":
-            return {"Ref": value}
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-        return {f"Fn::{suffix}": value}
-
-    _CfnLoader.add_multi_constructor("!", _intrinsic)
-
-    def load_template(path):
-        with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+from stepml.local.cfn_yaml import load_template  # the local stack reads the template the same way
 
 
 @pytest.fixture(scope="module")

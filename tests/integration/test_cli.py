@@ -1,0 +1,39 @@
+"""`stepml local run` as a user runs it: files put, trigger uploaded, states printed, results copied."""
+
+import json
+
+from stepml.cli import main
+
+
+def test_local_run_prints_the_states_copies_results_and_exits_0(tmp_path, synthetic_files, capsys):
+    puts = []
+    for name, body in synthetic_files.items():
+        path = tmp_path / f"{name}.gz"
+        path.write_bytes(body)
+        puts += ["--put", f"{path}:inputs/mnist/{name}.gz"]
+    trigger = tmp_path / "my-run.json"
+    trigger.write_text(json.dumps({
+        "version": "1", "dataset": {"kind": "mnist", "source": "s3", "s3_prefix": "inputs/mnist/"},
+        "model": {"type": "MULTICLASS", "algorithm": "linear"}}))
+
+    code = main(["local", "run", str(trigger), *puts, "--out", str(tmp_path / "out")])
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "-> Train" in printed and "<- Score" in printed and "accuracy" in printed
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert json.loads((run_dir / "report/report.json").read_text())["status"] == "SUCCEEDED"
+
+
+def test_local_run_exits_1_on_a_rejected_trigger(tmp_path, capsys):
+    trigger = tmp_path / "bad.json"
+    trigger.write_text('{"version": "1"}')
+    assert main(["local", "run", str(trigger), "--out", str(tmp_path)]) == 1
+    assert "rejected" in capsys.readouterr().out
+
+
+def test_bad_put_spec_is_a_usage_error(tmp_path, capsys):
+    trigger = tmp_path / "t.json"
+    trigger.write_text("{}")
+    assert main(["local", "run", str(trigger), "--put", "no-colon"]) == 2
+    assert "LOCAL_PATH:S3_KEY" in capsys.readouterr().err

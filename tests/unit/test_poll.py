@@ -1,0 +1,20 @@
+"""The poll loops are bounded: the check step itself ends a job that never finishes."""
+
+import pytest
+
+from stepml import steps
+from stepml.errors import PollTimeout
+
+
+def test_an_unfinished_job_is_polled_again_with_a_wait():
+    state = steps._poll_state({"job_id": "j", "status": "IN_PROGRESS"}, polls=3)
+    assert state["polls"] == 3 and state["wait_seconds"] > 0
+
+
+def test_an_unfinished_job_fails_after_the_last_allowed_poll():
+    with pytest.raises(PollTimeout, match="j not finished after"):
+        steps._poll_state({"job_id": "j", "status": "IN_PROGRESS"}, polls=steps.MAX_POLLS)
+
+
+def test_a_finished_job_is_never_a_timeout():
+    assert steps._poll_state({"job_id": "j", "status": "COMPLETED"}, polls=steps.MAX_POLLS)["status"] == "COMPLETED"
