@@ -91,13 +91,29 @@ def _run(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool)
     from stepml.local.runner import run_trigger, upload_files
     from stepml.local.stack import LocalStack
 
-    on_log = (lambda fn, text: print(f"[{fn}] {text.rstrip()}", file=sys.__stderr__)) if verbose else None
-    with LocalStack(on_log=on_log) as stack:
+    with LocalStack(on_log=_log_printer(verbose)) as stack:
         print(f"local stack up: bucket {stack.bucket}, state machine {stack.resolved.state_machine.name}")
         upload_files(stack, puts, print)
         outcome = run_trigger(stack, trigger_body, trigger_name, out, print)
     _summarise(outcome)
     return 0 if outcome.succeeded else 1
+
+
+def _log_printer(verbose: bool):
+    """Verbose: every Lambda log line. Otherwise only training progress, so long steps show life."""
+
+    def show(function: str, line: str) -> None:
+        if verbose:
+            print(f"     [{function}] {line}", file=sys.__stdout__, flush=True)
+            return
+        try:
+            message = json.loads(line).get("message", "")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(message, str) and message.startswith("epoch "):
+            print(f"       {message}", file=sys.__stdout__, flush=True)
+
+    return show
 
 
 def _summarise(outcome) -> None:

@@ -128,12 +128,7 @@ def train(event: dict, storage: Storage) -> dict:
 
 
 def check_training(event: dict, storage: Storage) -> dict:
-    engine_name = load_run_trigger(storage, run_id_of(event))["model"]["engine"]
-    previous = event["training"]
-    job = get_engine(engine_name, storage).describe_training({"run_id": event["run_id"], **previous})
-    if job["status"] == FAILED:
-        raise TrainingFailed(job.get("message", "the engine reports training FAILED"))
-    return _poll_state({**previous, **job}, polls=previous["polls"] + 1)
+    return _check_job(event, storage, "training", "describe_training", TrainingFailed)
 
 
 # -- BatchPredict / CheckBatchPrediction ---------------------------------------------------
@@ -151,11 +146,17 @@ def batch_predict(event: dict, storage: Storage) -> dict:
 
 
 def check_batch_prediction(event: dict, storage: Storage) -> dict:
-    engine_name = load_run_trigger(storage, run_id_of(event))["model"]["engine"]
-    previous = event["prediction"]
-    job = get_engine(engine_name, storage).describe_batch_prediction({"run_id": event["run_id"], **previous})
+    return _check_job(event, storage, "prediction", "describe_batch_prediction", PredictionFailed)
+
+
+def _check_job(event: dict, storage: Storage, field: str, describe: str, failed: type[Exception]) -> dict:
+    """One poll: ask the engine about the job in event[field]; a FAILED job fails the step."""
+    run_id = run_id_of(event)
+    engine = get_engine(load_run_trigger(storage, run_id)["model"]["engine"], storage)
+    previous = event[field]
+    job = getattr(engine, describe)({"run_id": run_id, **previous})
     if job["status"] == FAILED:
-        raise PredictionFailed(job.get("message", "the engine reports batch prediction FAILED"))
+        raise failed(job.get("message", f"the engine reports the {field} job FAILED"))
     return _poll_state({**previous, **job}, polls=previous["polls"] + 1)
 
 

@@ -34,7 +34,8 @@ class BuiltinEngine:
         model = models.make_model(job["algorithm"], params, seed=job["seed"])
 
         def on_epoch(epoch: int, info: dict) -> None:
-            log.info("epoch %d: loss %.4f, %.1f s", epoch, info["loss"], info["seconds"])
+            log.info("epoch %d/%d: loss %.4f, train accuracy %.2f%%, %.1f s", epoch, info["epochs"],
+                     info["loss"], 100 * info["train_accuracy"], info["seconds"])
 
         started = time.perf_counter()
         model.fit(features, labels, on_epoch=on_epoch)

@@ -74,12 +74,28 @@ class _ThreadRoutedStream(io.TextIOBase):
         (getattr(self.local, "sink", None) or self.fallback).flush()
 
     @contextlib.contextmanager
-    def capture(self):
-        self.local.sink = buffer = io.StringIO()
+    def capture(self, on_line: Callable[[str], None] | None = None):
+        self.local.sink = buffer = _LineTee(on_line)
         try:
             yield buffer
         finally:
             self.local.sink = None
+
+
+class _LineTee(io.StringIO):
+    """Keeps everything written, and hands each complete line to a callback as it arrives."""
+
+    def __init__(self, on_line: Callable[[str], None] | None):
+        super().__init__()
+        self.on_line = on_line
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        if self.on_line:
+            *lines, self.pending = (self.pending + text).split("\n")
+            for line in lines:
+                self.on_line(line)
+        return super().write(text)
 
 
 class LocalStack:
@@ -88,6 +104,7 @@ class LocalStack:
     def __init__(self, root: Path = PROJECT_ROOT, *, stack_name: str = "stepml-local",
                  region: str = "us-east-1", time_scale: float = 0.0,
                  parameters: dict | None = None, on_log: Callable[[str, str], None] | None = None):
+        """on_log(function logical id, line) receives each line a handler prints, as it prints it."""
         self.root = Path(root)
         self.region = region
         self.time_scale = time_scale
@@ -242,7 +259,8 @@ class LocalStack:
         fn = self._by_name[function_name]
         if isinstance(event, (str, bytes)):
             event = json.loads(event or "{}")
-        with self._stdout.capture() as out, self._stderr.capture() as err:
+        on_line = (lambda line: self.on_log(fn.logical_id, line)) if self.on_log else None
+        with self._stdout.capture(on_line) as out, self._stderr.capture(on_line) as err:
             try:
                 result = self._handler(fn)(event if event is not None else {}, LocalContext(fn))
                 payload, errored = json.dumps(result), False
@@ -252,10 +270,7 @@ class LocalStack:
                     "errorType": type(error).__name__,
                     "stackTrace": traceback.format_tb(error.__traceback__),
                 }), True
-        logs = out.getvalue() + err.getvalue()
-        if self.on_log and logs:
-            self.on_log(fn.logical_id, logs)
-        return payload, errored, logs
+        return payload, errored, out.getvalue() + err.getvalue()
 
 
 def _as_list(value) -> list:

@@ -40,8 +40,8 @@ class SoftmaxRegression(BaseSoftmaxClassifier):
 
     algorithm = "linear"
     _param_specs = {
-        "epochs": ParamSpec("int", 1, 10_000),
-        "batch_size": ParamSpec("int", 1, 1_000_000),
+        "epochs": ParamSpec("int", 1, 500),
+        "batch_size": ParamSpec("int", 1, 65_536),
         "learning_rate": ParamSpec("float", 0.0, 100.0, low_open=True),
         "l2": ParamSpec("float", 0.0, 100.0),
         "seed": ParamSpec("int", 0, 2**63 - 1),

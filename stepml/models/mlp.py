@@ -93,9 +93,9 @@ class MLPClassifier(BaseSoftmaxClassifier):
 
     algorithm = "mlp"
     _param_specs = {
-        "hidden_units": ParamSpec("int", 1, 65_536),
-        "epochs": ParamSpec("int", 1, 10_000),
-        "batch_size": ParamSpec("int", 1, 1_000_000),
+        "hidden_units": ParamSpec("int", 1, 4096),
+        "epochs": ParamSpec("int", 1, 500),
+        "batch_size": ParamSpec("int", 1, 65_536),
         "learning_rate": ParamSpec("float", 0.0, 100.0, low_open=True),
         "momentum": ParamSpec("float", 0.0, 0.999),
         "l2": ParamSpec("float", 0.0, 100.0),

@@ -131,3 +131,11 @@ def test_start_run_reports_a_vanished_trigger_version_as_a_rejection(s3, state_m
 def test_a_step_refuses_a_run_id_that_could_escape_its_prefix(s3):
     with pytest.raises(Exception, match="run_id"):
         load_handler("prepare_data")({**event("prepare_data"), "run_id": "../other"}, FakeContext())
+
+
+def test_check_training_fails_the_step_when_the_engine_reports_failed(s3):
+    s3.put_object(Bucket=BUCKET, Key=RunPaths(RUN_ID).trigger, Body=json.dumps(trigger.validate(TRIGGER)))
+    # no training record was ever written for this run: the builtin engine reports FAILED
+    with pytest.raises(Exception, match="no training record") as raised:
+        load_handler("check_training")(event("check_training"), FakeContext())
+    assert type(raised.value).__name__ == "TrainingFailed"
