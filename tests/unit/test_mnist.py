@@ -329,7 +329,8 @@ def test_default_mirrors_are_https():
 # --- the real files, when this machine has them --------------------------------------------
 
 def _real_dir():
-    for d in (os.environ.get(mnist.ENV_DIR), "/work/shared/datasets/mnist"):
+    beside_the_clone = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"
+    for d in (os.environ.get(mnist.ENV_DIR), beside_the_clone):
         if d and Path(d).is_dir():
             return Path(d)
     return None
