@@ -6,13 +6,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-ALGORITHM ?= mlp
+PRESET ?= balanced
 export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: demo test lint clean
 
 demo: $(VENV)/.local-installed
-	$(BIN)/stepml demo --algorithm $(ALGORITHM)
+	$(BIN)/stepml demo --preset $(PRESET)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest

@@ -1,7 +1,7 @@
 """The stepml command line.
 
     stepml local run TRIGGER.json [--put LOCAL_PATH:S3_KEY ...] [--out DIR]
-    stepml demo [--algorithm mlp|linear] [--mnist-dir DIR] [--out DIR]
+    stepml demo [--preset fast|balanced|accurate] [--mnist-dir DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from stepml import mnist
+from stepml.trigger import DEFAULT_PRESET, PRESETS
 
 DEFAULT_OUT = Path("stepml-runs")
 DEMO_PREFIX = "data/mnist/"
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     _common_options(run)
 
     demo = commands.add_parser("demo", help="the MNIST pipeline end to end on the local stack")
-    demo.add_argument("--algorithm", choices=["mlp", "linear"], default="mlp")
+    demo.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                      help="fast = linear, balanced = mlp, accurate = cnn (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--mnist-dir", type=Path, default=os.environ.get(mnist.ENV_DIR) or None,
                       help=f"folder with the four MNIST IDX files (default: ${mnist.ENV_DIR}; "
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         return _local_run(args)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         print(f"stepml: error: {err}", file=sys.stderr)
         return 2
 
@@ -55,6 +57,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _local_run(args) -> int:
+    if args.trigger.suffix != ".json":
+        raise ValueError(f"{args.trigger}: trigger files end in .json (only those start a run)")
     trigger_body = args.trigger.read_bytes()
     puts = []
     for spec in args.put:
@@ -79,11 +83,11 @@ def _demo(args) -> int:
         dataset = {"kind": "mnist", "source": "s3", "s3_prefix": DEMO_PREFIX}
     trigger = {
         "version": "1",
-        "name": f"mnist-{args.algorithm}",
+        "name": f"mnist-{args.preset}",
         "dataset": dataset,
-        "model": {"type": "MULTICLASS", "engine": "builtin", "algorithm": args.algorithm, "seed": args.seed},
+        "model": {"type": "MULTICLASS", "engine": "builtin", "preset": args.preset, "seed": args.seed},
     }
-    return _run(json.dumps(trigger, indent=2).encode(), f"mnist-{args.algorithm}.json", puts,
+    return _run(json.dumps(trigger, indent=2).encode(), f"mnist-{args.preset}.json", puts,
                 args.out, args.verbose)
 
 

@@ -20,13 +20,25 @@ SPLITS = {
 }
 
 
-def load_split(storage: Storage, files: dict[str, str], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read and validate one split's image and label IDX objects from S3."""
+MAX_IMAGE_SIDE = 256  # bounds the model's input layer, and so its memory, whatever the upload
+
+
+def load_split(storage: Storage, files: dict[str, str], split: str,
+               versions: dict[str, str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate one split's image and label IDX objects (the recorded versions) from S3."""
+    versions = versions or {}
+
+    def read(name: str) -> np.ndarray:
+        raw = storage.get_bytes(files[name], max_bytes=MAX_IDX_BYTES, version_id=versions.get(name))
+        return mnist.parse_idx(raw, name=name)
+
     image_name, label_name = SPLITS[split]
     try:
-        images = mnist.parse_idx(storage.get_bytes(files[image_name], max_bytes=MAX_IDX_BYTES), name=image_name)
-        labels = mnist.parse_idx(storage.get_bytes(files[label_name], max_bytes=MAX_IDX_BYTES), name=label_name)
+        images, labels = read(image_name), read(label_name)
         mnist.load_pair(images, labels, split)
+        if max(images.shape[1:]) > MAX_IMAGE_SIDE:
+            raise DataError(f"{image_name}: images of {list(images.shape[1:])} pixels; "
+                            f"the largest side allowed is {MAX_IMAGE_SIDE}")
     except ValueError as err:  # IdxFormatError and friends: the data, not the code, is wrong
         raise DataError(str(err)) from None
     return images, labels
@@ -45,14 +57,19 @@ def statistics(images: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
     }
 
 
-def create_image_datasource(storage: Storage, run_id: str, files: dict[str, str]) -> dict:
+def create_image_datasource(storage: Storage, run_id: str, files: dict[str, str],
+                            versions: dict[str, str | None] | None = None) -> dict:
     """IDX objects -> runs/<id>/datasource/{train,test}_{images,labels}.npy + descriptor."""
     paths = RunPaths(run_id)
     n_classes = 10
     descriptor: dict = {"kind": "mnist", "n_classes": n_classes, "arrays": {}, "statistics": {}}
     for split in SPLITS:
-        images, labels = load_split(storage, files, split)
-        descriptor["image_shape"] = list(images.shape[1:])
+        images, labels = load_split(storage, files, split, versions)
+        shape = list(images.shape[1:])
+        if descriptor.setdefault("image_shape", shape) != shape:
+            raise DataError(f"{split} images are {shape} pixels but train images are {descriptor['image_shape']}")
+        if split == "train" and len(np.unique(labels)) < 2:
+            raise DataError(f"the training labels hold a single class ({int(labels[0])}); a classifier needs two or more")
         rows = images.reshape(len(images), -1)
         for part, array in (("images", rows), ("labels", labels.astype(np.uint8))):
             key = f"{paths.datasource}{split}_{part}.npy"

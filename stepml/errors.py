@@ -14,6 +14,10 @@ class TriggerRejected(StepMLError):
     """The trigger object is malformed or asks for something not allowed."""
 
 
+class PayloadError(StepMLError):
+    """A state payload is not what the state machine sends (e.g. a hand-edited test event)."""
+
+
 class DataError(StepMLError):
     """An input data object is missing, malformed or fails validation."""
 

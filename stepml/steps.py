@@ -7,22 +7,25 @@ the small dict it gives back. State payloads carry S3 keys and ids, never data.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
 from typing import Iterator
 
-from stepml import __version__, datasource, mnist, trigger as triggers
+from stepml import __version__, datasource, mnist, predictions, trigger as triggers
 from stepml.engines import COMPLETED, FAILED, get_engine
-from stepml.errors import (DataError, PollTimeout, PredictionFailed, QualityGateFailed,
-                           TrainingFailed, TriggerRejected)
+from stepml.errors import (DataError, PayloadError, PollTimeout, PredictionFailed,
+                           QualityGateFailed, TrainingFailed, TriggerRejected)
 from stepml.metrics import classification_report
 from stepml.runs import RunPaths, now, write_status
-from stepml.storage import Storage
+from stepml.storage import Storage, check_key
 
 MAX_POLLS = int(os.environ.get("STEPML_MAX_POLLS", "120"))
 POLL_SECONDS = int(os.environ.get("STEPML_POLL_SECONDS", "10"))
 MNIST_CACHE_PREFIX = "cache/mnist/"
+# Kept back from the Train Lambda's remaining time: loading data, saving the model, records.
+TRAINING_RESERVE_SECONDS = 60
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
@@ -41,7 +44,7 @@ def run_id_of(event: dict) -> str:
     """The run id from a state payload, checked: it names the only prefix a step may write."""
     run_id = event.get("run_id") if isinstance(event, dict) else None
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise TriggerRejected(f"state payload needs a run_id of 1-80 [A-Za-z0-9_-] characters, got {run_id!r}")
+        raise PayloadError(f"state payload needs a run_id of 1-80 [A-Za-z0-9_-] characters, got {run_id!r}")
     return run_id
 
 
@@ -54,14 +57,22 @@ def prepare_data(event: dict, storage: Storage) -> dict:
     """Locate (source s3) or download and cache (source download) the four MNIST files."""
     run_id = run_id_of(event)
     with step_status(storage, run_id, "PrepareData") as details:
-        dataset = load_run_trigger(storage, run_id)["dataset"]
+        run_trigger = load_run_trigger(storage, run_id)
+        dataset = run_trigger["dataset"]
         if dataset["source"] == "s3":
             files = _find_idx_objects(storage, dataset["s3_prefix"])
         else:
             files = _download_to_cache(storage, dataset.get("mirrors") or _mirrors_from_env())
-        etags = {name: storage.head(key)["ETag"].strip('"') for name, key in files.items()}
+        heads = {name: storage.head(key) for name, key in files.items()}
+        data = {
+            "files": files,
+            "etags": {name: head["ETag"].strip('"') for name, head in heads.items()},
+            # Later steps read exactly these versions, whatever is uploaded meanwhile.
+            "versions": {name: head.get("VersionId") for name, head in heads.items()},
+        }
+        storage.put_json(RunPaths(run_id).manifest, _manifest(run_id, event, run_trigger, data))
         details["source"] = dataset["source"]
-    return {"files": files, "etags": etags}
+    return data
 
 
 def _find_idx_objects(storage: Storage, prefix: str) -> dict[str, str]:
@@ -74,7 +85,7 @@ def _find_idx_objects(storage: Storage, prefix: str) -> dict[str, str]:
         else:
             missing.append(name)
     if missing:
-        present = sorted(storage.list_keys(prefix))[:10]
+        present = sorted(storage.list_keys(prefix, limit=10))
         raise DataError(
             f"s3://{storage.bucket}/{prefix} lacks {', '.join(missing)} (raw or .gz); "
             f"found: {', '.join(present) or 'nothing'}"
@@ -86,11 +97,22 @@ def _download_to_cache(storage: Storage, mirrors: list[str] | None) -> dict[str,
     files = {}
     for name in mnist.MNIST_FILES:
         key = MNIST_CACHE_PREFIX + name
-        if not storage.exists(key):  # verified when written: the hash is checked on download
+        if not _cached_copy_is_intact(storage, key, name):
             kwargs = {"mirrors": mirrors} if mirrors else {}
-            storage.put_bytes(key, mnist.download(name, **kwargs))
+            storage.put_bytes(key, mnist.download(name, **kwargs))  # verified by download()
         files[name] = key
     return files
+
+
+def _cached_copy_is_intact(storage: Storage, key: str, name: str) -> bool:
+    """The cache is shared by all runs: trust it only while its SHA-256 still matches."""
+    if not storage.exists(key):
+        return False
+    try:
+        mnist.verify_sha256(name, storage.get_bytes(key, max_bytes=mnist.MAX_BYTES))  # cached raw
+    except (ValueError, DataError):
+        return False
+    return True
 
 
 def _mirrors_from_env() -> list[str] | None:
@@ -102,7 +124,8 @@ def _mirrors_from_env() -> list[str] | None:
 def create_datasource(event: dict, storage: Storage) -> dict:
     run_id = run_id_of(event)
     with step_status(storage, run_id, "CreateDataSource") as details:
-        descriptor = datasource.create_image_datasource(storage, run_id, event["data"]["files"])
+        descriptor = datasource.create_image_datasource(
+            storage, run_id, event["data"]["files"], event["data"].get("versions", {}))
         details.update(train_rows=descriptor["train_rows"], test_rows=descriptor["test_rows"])
     return {
         "descriptor": RunPaths(run_id).datasource + "datasource.json",
@@ -112,7 +135,8 @@ def create_datasource(event: dict, storage: Storage) -> dict:
 
 
 # -- Train / CheckTraining -----------------------------------------------------------------
-def train(event: dict, storage: Storage) -> dict:
+def train(event: dict, storage: Storage, remaining_seconds: float | None = None) -> dict:
+    """Start training; with the builtin engine, train here within the Lambda's remaining time."""
     run_id = run_id_of(event)
     model = load_run_trigger(storage, run_id)["model"]
     with step_status(storage, run_id, "Train") as details:
@@ -122,9 +146,19 @@ def train(event: dict, storage: Storage) -> dict:
             "algorithm": model["algorithm"],
             "parameters": model["parameters"],
             "seed": model["seed"],
+            "time_budget_s": training_budget(model.get("time_budget_seconds"), remaining_seconds),
         })
-        details.update(job_id=job["job_id"], status=job["status"])
+        details.update({k: job[k] for k in ("job_id", "status", "stop_reason") if k in job})
     return _poll_state(job, polls=0)
+
+
+def training_budget(requested: float | None, remaining_seconds: float | None) -> float | None:
+    """Seconds training may take: the trigger's budget, capped by what the Lambda has left
+    after keeping TRAINING_RESERVE_SECONDS to save the model and write the records."""
+    budgets = [b for b in (requested,) if b is not None]
+    if remaining_seconds is not None:
+        budgets.append(max(1.0, remaining_seconds - TRAINING_RESERVE_SECONDS))
+    return min(budgets) if budgets else None
 
 
 def check_training(event: dict, storage: Storage) -> dict:
@@ -169,52 +203,53 @@ def _poll_state(job: dict, polls: int) -> dict:
 
 # -- Score ---------------------------------------------------------------------------------
 def score(event: dict, storage: Storage) -> dict:
-    from stepml.engines.builtin import read_predictions_csv
-
     run_id = run_id_of(event)
     paths = RunPaths(run_id)
     run_trigger = load_run_trigger(storage, run_id)
     with step_status(storage, run_id, "Score"):
         descriptor = storage.get_json(event["datasource"]["descriptor"])
-        predicted, _ = read_predictions_csv(storage.get_bytes(event["prediction"]["predictions"]))
+        predicted, _ = predictions.read_csv(storage.get_bytes(event["prediction"]["predictions"]),
+                                            n_classes=descriptor["n_classes"])
         truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype("int64")
         if len(predicted) != len(truth):
             raise DataError(f"{len(predicted)} predictions for {len(truth)} test rows")
         metrics = classification_report(truth, predicted, descriptor["n_classes"])
-    status = storage.get_json(paths.status)
-    report = {
-        "run_id": run_id,
-        "status": "SUCCEEDED",
-        "created_at": now(),
-        "code_version": __version__,
-        "dataset": {**run_trigger["dataset"], "train_rows": descriptor["train_rows"],
-                    "test_rows": descriptor["test_rows"]},
-        "model": run_trigger["model"],
-        "training": storage.get_json(paths.model + "training.json"),
-        "metrics": metrics,
-        "seconds_per_step": {s["step"]: s["seconds"] for s in status["steps"] if "seconds" in s},
-        "outputs": {"datasource": event["datasource"]["descriptor"], "model": event["training"]["model"],
-                    "predictions": event["prediction"]["predictions"], "report": paths.report},
-    }
-    gate = run_trigger.get("quality_gate", {}).get("min_accuracy")
-    if gate is not None and metrics["accuracy"] < gate:
-        report["status"] = "FAILED_QUALITY_GATE"
-    storage.put_json(paths.report, report)
-    storage.put_json(paths.manifest, _manifest(run_trigger, event, report))
-    if report["status"] != "SUCCEEDED":
-        raise QualityGateFailed(f"accuracy {metrics['accuracy']:.4f} is below the gate {gate}")
+        status = storage.get_json(paths.status)
+        outputs = {"datasource": event["datasource"]["descriptor"], "model": event["training"]["model"],
+                   "predictions": event["prediction"]["predictions"], "report": paths.report}
+        gate = run_trigger.get("quality_gate", {}).get("min_accuracy")
+        passed = gate is None or metrics["accuracy"] >= gate
+        report = {
+            "run_id": run_id,
+            "status": "SUCCEEDED" if passed else "FAILED_QUALITY_GATE",
+            "created_at": now(),
+            "code_version": __version__,
+            "dataset": {**run_trigger["dataset"], "train_rows": descriptor["train_rows"],
+                        "test_rows": descriptor["test_rows"]},
+            "model": run_trigger["model"],
+            "training": storage.get_json(paths.model + "training.json"),
+            "metrics": metrics,
+            "seconds_per_step": {s["step"]: s["seconds"] for s in status["steps"] if "seconds" in s},
+            "outputs": outputs,
+        }
+        storage.put_json(paths.report, report)
+        storage.put_json(paths.manifest, _manifest(run_id, event, run_trigger, event["data"], outputs))
+        if not passed:  # after the report is written: a failed gate still leaves its evidence
+            raise QualityGateFailed(f"accuracy {metrics['accuracy']:.4f} is below the gate {gate}")
     write_status(storage, run_id, "SUCCEEDED", "Score", report=paths.report)
     return {"report": paths.report, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
-def _manifest(run_trigger: dict, event: dict, report: dict) -> dict:
+def _manifest(run_id: str, event: dict, run_trigger: dict, data: dict, outputs: dict | None = None) -> dict:
+    """Inputs with ETags and versions, parameters, code version; outputs once there are any."""
     return {
-        "run_id": event["run_id"],
+        "run_id": run_id,
         "code_version": __version__,
         "trigger": event.get("trigger", {}),
-        "inputs": {"files": event["data"]["files"], "etags": event["data"]["etags"]},
+        "dataset": run_trigger["dataset"],
         "model": run_trigger["model"],
-        "outputs": report["outputs"],
+        "inputs": data,
+        "outputs": outputs or {},
     }
 
 
@@ -231,7 +266,7 @@ def record_failure(event: dict, storage: Storage) -> dict:
         "run_id": run_id,
         "failed_step": failed_step,
         "error": error.get("Error", "Unknown"),
-        "cause": _cause_message(error.get("Cause", "")),
+        "cause": cause_message(error.get("Cause", "")),
         "at": now(),
         "produced": sorted(k for k in storage.list_keys(paths.prefix) if k != paths.status),
     }
@@ -240,10 +275,8 @@ def record_failure(event: dict, storage: Storage) -> dict:
     return {"failure": paths.failure, "error": failure["error"]}
 
 
-def _cause_message(cause: str) -> str:
+def cause_message(cause: str) -> str:
     """Lambda errors arrive as a JSON string with errorMessage; keep the message, drop the stack."""
-    import json
-
     try:
         return json.loads(cause).get("errorMessage", cause)
     except (ValueError, AttributeError):
@@ -257,14 +290,17 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
     The execution name is derived from bucket, key and version, so a duplicated S3 event
     finds its execution already there (ExecutionAlreadyExists) and starts nothing new.
     """
-    bucket, key, version = triggers.object_from_s3_record(record)
+    try:
+        bucket, key, version_id, version = triggers.object_from_s3_record(record)
+        check_key(key)
+    except ValueError as err:  # nothing sensible to write a rejection next to
+        return {"outcome": "ignored", "reason": str(err)}
     if bucket != storage.bucket:
-        raise TriggerRejected(f"event for bucket {bucket!r}; this stack serves {storage.bucket!r}")
+        return {"key": key, "outcome": "ignored", "reason": f"bucket {bucket!r} is not this stack's"}
     if not triggers.is_trigger_key(key):
         return {"key": key, "outcome": "ignored", "reason": "not a triggers/*.json object"}
     try:
-        raw = storage.get_bytes(key, max_bytes=triggers.MAX_TRIGGER_BYTES,
-                                version_id=record["s3"]["object"].get("versionId"))
+        raw = storage.get_bytes(key, max_bytes=triggers.MAX_TRIGGER_BYTES, version_id=version_id)
         run_trigger = triggers.parse(raw)
     except (TriggerRejected, DataError) as err:
         rejection = {"trigger": key, "version": version, "rejected_at": now(), "reason": str(err),
@@ -293,6 +329,4 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))

@@ -22,13 +22,6 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
-
-
 def check_key(key: str) -> str:
     """Refuse keys that could escape a prefix or confuse readers ('..', '//', absolute)."""
     if not key or key.startswith("/") or "\\" in key:
@@ -102,9 +95,10 @@ class Storage:
         except ValueError as err:
             raise DataError(f"{self.uri(key)} is not a valid .npy array: {err}") from None
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
+    def list_keys(self, prefix: str, limit: int | None = None) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        config = {"MaxItems": limit} if limit else {}
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig=config):
             for obj in page.get("Contents", []):
                 yield obj["Key"]
 

@@ -22,7 +22,9 @@ TRIGGER_PREFIX = "triggers/"
 TRIGGER_SUFFIX = ".json"
 REJECTION_SUFFIX = ".rejected"  # deliberately not '.json': it must not trigger a run itself
 MAX_TRIGGER_BYTES = 64 * 1024
-DEFAULTS = {"engine": "builtin", "algorithm": "mlp", "seed": 0}
+DEFAULTS = {"engine": "builtin", "seed": 0}
+PRESETS = {"fast": "linear", "balanced": "mlp", "accurate": "cnn"}  # preset -> algorithm
+DEFAULT_PRESET = "balanced"
 
 
 def schema() -> dict:
@@ -41,6 +43,8 @@ def parse(raw: bytes) -> dict:
         document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise TriggerRejected("trigger is not UTF-8 text") from None
+    except RecursionError:
+        raise TriggerRejected("trigger nests too deeply to be a trigger") from None
     except json.JSONDecodeError as err:
         raise TriggerRejected(f"trigger is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     return validate(document)
@@ -55,14 +59,33 @@ def validate(document: Any) -> dict:
     for name, value in DEFAULTS.items():
         model.setdefault(name, value)
     model.setdefault("parameters", {})
+    _apply_preset(model)
     trigger["dataset"].setdefault("source", "download")
     _check_model_parameters(model)
     return trigger
 
 
+def _apply_preset(model: dict) -> None:
+    """A preset names an algorithm (its tuned defaults); an explicit algorithm must agree."""
+    if "preset" not in model and "algorithm" in model:
+        return
+    model.setdefault("preset", DEFAULT_PRESET)
+    preset_algorithm = PRESETS[model["preset"]]
+    if model.setdefault("algorithm", preset_algorithm) != preset_algorithm:
+        raise TriggerRejected(
+            f"model: preset {model['preset']!r} means algorithm {preset_algorithm!r}, but the trigger "
+            f"asks for {model['algorithm']!r}; give one of them, and tune with model.parameters"
+        )
+
+
+ENGINE_SET_PARAMETERS = {"seed": "model.seed", "n_classes": "the datasource", "image_shape": "the datasource"}
+
+
 def _check_model_parameters(model: dict) -> None:
     from stepml.models import make_model  # numpy import only when a trigger is checked
 
+    for name in model["parameters"].keys() & ENGINE_SET_PARAMETERS.keys():
+        raise TriggerRejected(f"model.parameters.{name} is set by {ENGINE_SET_PARAMETERS[name]}, not here")
     try:
         make_model(model["algorithm"], model["parameters"], seed=model["seed"])
     except (TypeError, ValueError) as err:
@@ -82,13 +105,19 @@ def is_trigger_key(key: str) -> bool:
     return key.startswith(TRIGGER_PREFIX) and key.endswith(TRIGGER_SUFFIX)
 
 
-def object_from_s3_record(record: dict) -> tuple[str, str, str]:
-    """(bucket, key, version-or-etag) of one S3 event record; keys arrive URL-encoded."""
-    bucket = record["s3"]["bucket"]["name"]
-    obj = record["s3"]["object"]
-    key = unquote_plus(obj["key"])
-    version = obj.get("versionId") or obj.get("eTag") or ""
-    return bucket, key, version
+def object_from_s3_record(record: Any) -> tuple[str, str, str | None, str]:
+    """(bucket, key, versionId, version-or-etag) of one S3 event record; keys arrive URL-encoded.
+
+    Raises ValueError for a record that is not an S3 object event.
+    """
+    try:
+        bucket = record["s3"]["bucket"]["name"]
+        obj = record["s3"]["object"]
+        key = unquote_plus(obj["key"])
+    except (KeyError, TypeError):
+        raise ValueError("not an S3 object event record") from None
+    version_id = obj.get("versionId") or None
+    return bucket, key, version_id, version_id or obj.get("eTag") or ""
 
 
 def run_id_for(bucket: str, key: str, version: str, label: str | None = None) -> str:

@@ -44,6 +44,7 @@ def test_layer_holds_the_core_package_and_its_dependencies(built_layer):
         assert (built_layer / package).is_dir(), package
     assert (built_layer / "stepml/schemas/trigger.schema.json").is_file()
     assert not (built_layer / "boto3").exists()  # the runtime provides it; a copy would shadow it
+    assert not (built_layer / "stepml/local").exists()  # the local stack is not Lambda code
 
 
 def test_every_shared_object_is_aarch64(built_layer):

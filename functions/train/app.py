@@ -13,7 +13,9 @@ from stepml.storage import Storage
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    result = steps.train(event, Storage(os.environ["BUCKET_NAME"]))
+    # The Lambda clock bounds training: it stops in time with the best model so far.
+    remaining = context.get_remaining_time_in_millis() / 1000
+    result = steps.train(event, Storage(os.environ["BUCKET_NAME"]), remaining_seconds=remaining)
     if "training_seconds" in result:
         metrics.add_metric(name="TrainingSeconds", unit=MetricUnit.Seconds, value=result["training_seconds"])
     return result

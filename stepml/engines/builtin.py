@@ -7,15 +7,12 @@ import logging
 import os
 import time
 
-import numpy as np
-
-from stepml import datasource, models
+from stepml import datasource, models, predictions
 from stepml.engines import COMPLETED, FAILED
 from stepml.runs import RunPaths
 from stepml.storage import Storage
 
 log = logging.getLogger(__name__)
-PREDICTION_BATCH = 4096
 
 
 class BuiltinEngine:
@@ -24,26 +21,29 @@ class BuiltinEngine:
 
     # -- training --------------------------------------------------------------------------
     def start_training(self, job: dict) -> dict:
-        """job: run_id, datasource (descriptor key), algorithm, parameters, seed."""
+        """job: run_id, datasource (descriptor key), algorithm, parameters, seed, time_budget_s."""
+        started = time.perf_counter()
         paths = RunPaths(job["run_id"])
         descriptor = self.storage.get_json(job["datasource"])
         features, labels = datasource.read_features(self.storage, descriptor, "train")
-        params = dict(job["parameters"])
-        if "image_shape" in descriptor and job["algorithm"] == "mlp":
-            params.setdefault("image_shape", descriptor["image_shape"])
-        model = models.make_model(job["algorithm"], params, seed=job["seed"])
+        model = models.make_model(job["algorithm"], {**job["parameters"], **data_shape_params(job["algorithm"], descriptor)},
+                                  seed=job["seed"])
 
         def on_epoch(epoch: int, info: dict) -> None:
             log.info("epoch %d/%d: loss %.4f, train accuracy %.2f%%, %.1f s", epoch, info["epochs"],
                      info["loss"], 100 * info["train_accuracy"], info["seconds"])
 
-        started = time.perf_counter()
-        model.fit(features, labels, on_epoch=on_epoch)
-        seconds = time.perf_counter() - started
+        budget = job.get("time_budget_s")
+        if budget is not None:  # loading the data already spent part of it
+            budget = max(1.0, budget - (time.perf_counter() - started))
+        fit_started = time.perf_counter()
+        model.fit(features, labels, on_epoch=on_epoch, time_budget_s=budget)
+        seconds = time.perf_counter() - fit_started
+        summary = model.training_summary()
 
         buffer = io.BytesIO()
         models.save_model(model, buffer, input_scale=descriptor["input_scale"],
-                          extra={"blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count()})
+                          extra={"blas_threads": blas_threads()})
         model_key = paths.model + "model.npz"
         self.storage.put_bytes(model_key, buffer.getvalue())
         training = {
@@ -54,13 +54,15 @@ class BuiltinEngine:
             "seed": job["seed"],
             "rows": int(len(labels)),
             "training_seconds": round(seconds, 3),
+            "time_budget_s": None if budget is None else round(budget, 1),
+            "summary": summary,
             "history": model.history_,
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count(),
+            "blas_threads": blas_threads(),
             "model": model_key,
         }
         self.storage.put_json(paths.model + "training.json", training)
         return {"job_id": training["job_id"], "status": COMPLETED, "model": model_key,
-                "training_seconds": training["training_seconds"]}
+                "training_seconds": training["training_seconds"], "stop_reason": summary["stop_reason"]}
 
     def describe_training(self, job: dict) -> dict:
         training_key = RunPaths(job["run_id"]).model + "training.json"
@@ -80,7 +82,7 @@ class BuiltinEngine:
         scores = model.predict_proba(features)
         seconds = time.perf_counter() - started
         key = paths.predictions + "predictions.csv"
-        self.storage.put_bytes(key, predictions_csv(scores), "text/csv")
+        self.storage.put_bytes(key, predictions.to_csv(scores), "text/csv")
         return {"job_id": f"{job['run_id']}-prediction", "status": COMPLETED,
                 "predictions": key, "rows": int(len(scores)), "prediction_seconds": round(seconds, 3)}
 
@@ -90,18 +92,15 @@ class BuiltinEngine:
         return {"job_id": job["job_id"], "status": status, "predictions": key}
 
 
-def predictions_csv(scores: np.ndarray) -> bytes:
-    """row,predicted_label,score_0..score_k-1 — one line per input row, in input order."""
-    n_classes = scores.shape[1]
-    header = "row,predicted_label," + ",".join(f"score_{c}" for c in range(n_classes))
-    table = np.column_stack([np.arange(len(scores)), scores.argmax(axis=1), scores])
-    out = io.StringIO()
-    formats = ["%d", "%d"] + ["%.6f"] * n_classes
-    np.savetxt(out, table, fmt=formats, delimiter=",", header=header, comments="")
-    return out.getvalue().encode()
+def blas_threads() -> int:
+    """Threads BLAS may use: recorded with the model, since weights depend on it bit for bit."""
+    return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
 
 
-def read_predictions_csv(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted labels, class scores) from a predictions.csv."""
-    table = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=1, ndmin=2)
-    return table[:, 1].astype(np.int64), table[:, 2:].astype(np.float32)
+def data_shape_params(algorithm: str, descriptor: dict) -> dict:
+    """What the datasource, not the trigger, decides: the classes and (for image models) the shape."""
+    accepted = models.default_params(algorithm)
+    params = {"n_classes": descriptor["n_classes"]}
+    if "image_shape" in accepted and "image_shape" in descriptor:
+        params["image_shape"] = descriptor["image_shape"]
+    return params

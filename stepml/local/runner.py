@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Callable
 
 from stepml.local.stack import LocalStack
 from stepml.runs import RunPaths
+from stepml.steps import cause_message
 from stepml.trigger import TRIGGER_PREFIX, rejection_key
 
 POLL_SECONDS = 0.2
@@ -129,14 +131,14 @@ def _describe_event(event: dict, entered: dict[str, float]) -> str | None:
 
 
 def _short(cause: str, limit: int = 300) -> str:
-    try:
-        cause = json.loads(cause).get("errorMessage", cause)
-    except (ValueError, AttributeError):
-        pass
+    cause = cause_message(cause)
     return cause if len(cause) <= limit else cause[:limit] + "..."
 
 
 def download_prefix(s3, bucket: str, prefix: str, destination: Path) -> Path:
+    """Copy an S3 prefix to a folder, replacing what an earlier run left there."""
+    if destination.exists():
+        shutil.rmtree(destination)
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):

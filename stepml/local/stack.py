@@ -153,7 +153,9 @@ class LocalStack:
             return stack._invoke(function_model.function_name, event)
 
         self._exit.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_in_process))
+        self._patch_s3_events()
         self._patch_waiting()
+        self._quiet_moto()
         self._route_output()
         self._create_resources()
 
@@ -184,6 +186,34 @@ class LocalStack:
         scaled_time = SimpleNamespace(**{**vars(time), "sleep": lambda seconds: time.sleep(seconds * scale)})
         self._exit.enter_context(mock.patch.object(WaitFunction, "_wait_interval", scaled_wait))
         self._exit.enter_context(mock.patch.object(retrier_decl, "time", scaled_time))
+
+    def _patch_s3_events(self) -> None:
+        """S3 puts the object's versionId in events from a versioned bucket; moto leaves it out.
+
+        Without it StartRun would name runs by ETag locally and by version on AWS.
+        """
+        from moto.s3 import notifications
+
+        original = notifications._get_s3_event
+
+        def with_version_id(event_name, bucket, key, notification_id):
+            event = original(event_name, bucket, key, notification_id)
+            if bucket.is_versioned:
+                for record in event["Records"]:
+                    record["s3"]["object"]["versionId"] = key.version_id
+            return event
+
+        self._exit.enter_context(mock.patch.object(notifications, "_get_s3_event", with_version_id))
+
+    def _quiet_moto(self) -> None:
+        """moto logs every failed state at ERROR with its internals; a failed run is reported
+        by the runner and the failure record instead. on_log callers still see the handlers."""
+        import logging
+
+        moto_logger = logging.getLogger("moto")
+        previous = moto_logger.level
+        moto_logger.setLevel(logging.CRITICAL)
+        self._exit.callback(moto_logger.setLevel, previous)
 
     def _route_output(self) -> None:
         self._stdout = _ThreadRoutedStream(sys.stdout)

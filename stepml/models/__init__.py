@@ -8,9 +8,14 @@
 ...     model = load_model(f)            # model.input_scale_ == 1/255
 
 The artefact is a single ``.npz`` (``np.savez``): one entry per float32 weight array plus
-``__meta__``, a JSON string with the format version, algorithm, parameters, classes,
-feature count, input scale and training history. It holds no pickles, so loading it never
+``__meta__``, a JSON string with the format version, algorithm, parameters (the whole
+architecture, ``image_shape`` included), classes, feature count, input scale, the weight
+shapes, the training summary (stop reason, epochs, best epoch, validation score, seconds,
+FLOPs per sample) and the per-epoch history. It holds no pickles, so loading it never
 executes code (``allow_pickle=False``), and every field is checked on the way in.
+
+Format versions: 2 added ``training_summary`` (required) and ``train_flops_per_sample``;
+version-1 artefacts still load.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import IO, Any, Union
 
 import numpy as np
 
-from .base import BaseSoftmaxClassifier, NotFittedError
+from .base import STOP_REASONS, BaseSoftmaxClassifier, NotFittedError
+from .cnn import CNNClassifier
 from .linear import SoftmaxRegression
 from .mlp import MLPClassifier
 
@@ -30,7 +36,9 @@ __all__ = [
     "ALGORITHMS",
     "FORMAT",
     "FORMAT_VERSION",
+    "STOP_REASONS",
     "BaseSoftmaxClassifier",
+    "CNNClassifier",
     "MLPClassifier",
     "NotFittedError",
     "SoftmaxRegression",
@@ -44,10 +52,11 @@ __all__ = [
 ALGORITHMS: dict[str, type[BaseSoftmaxClassifier]] = {
     "linear": SoftmaxRegression,
     "mlp": MLPClassifier,
+    "cnn": CNNClassifier,
 }
 
 FORMAT = "stepml.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _META_KEY = "__meta__"
 
 PathOrFile = Union[str, os.PathLike, IO[bytes]]
@@ -125,6 +134,8 @@ def save_model(model: BaseSoftmaxClassifier, fileobj: PathOrFile, *, input_scale
         "n_features": int(model.n_features_in_),
         "input_scale": input_scale,
         "weights": {name: list(w.shape) for name, w in weights.items()},
+        "training_summary": _training_summary_or_none(model),
+        "train_flops_per_sample": model.train_flops_per_sample(),
         "history": getattr(model, "history_", []),
         "fit_seconds": getattr(model, "fit_seconds_", None),
         "numpy_version": np.__version__,
@@ -145,10 +156,18 @@ def save_model(model: BaseSoftmaxClassifier, fileobj: PathOrFile, *, input_scale
     return meta
 
 
+def _training_summary_or_none(model: BaseSoftmaxClassifier) -> dict | None:
+    try:
+        return model.training_summary()
+    except NotFittedError:      # weights set by hand rather than by fit()
+        return None
+
+
 def load_model(fileobj: PathOrFile) -> BaseSoftmaxClassifier:
     """Read a model written by :func:`save_model` from a path or binary file.
 
-    Returns a fitted estimator with ``input_scale_`` and ``metadata_`` set. Raises
+    Returns a fitted estimator with ``input_scale_``, ``metadata_`` and the training facts
+    (``training_summary()``, ``stop_reason_``, ``epochs_completed_``, ``best_epoch_``) set. Raises
     ``ValueError`` if the data is not a stepml model artefact, is truncated or corrupt, comes
     from a newer format version, or its weights do not match its metadata (a missing path
     still raises ``FileNotFoundError``).
@@ -201,6 +220,12 @@ def _parse_meta(raw: np.ndarray) -> dict:
                       ("input_scale", (int, float)), ("weights", dict)):
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise _invalid(f"metadata field {key!r} is missing or of the wrong type")
+    # Version 2 always writes the summary: an object, or null for a model not trained by fit().
+    summary = meta.get("training_summary")
+    if (version >= 2 and "training_summary" not in meta) or not isinstance(summary, (dict, type(None))):
+        raise _invalid("metadata field 'training_summary' is missing or not an object")
+    if summary is not None and summary.get("stop_reason") not in STOP_REASONS:
+        raise _invalid(f"training_summary.stop_reason must be one of {', '.join(STOP_REASONS)}")
     return meta
 
 
@@ -212,6 +237,10 @@ def _model_from_meta(meta: dict) -> BaseSoftmaxClassifier:
     except (ValueError, TypeError) as exc:
         raise _invalid(str(exc)) from None
     n_classes = len(meta["classes"])
+    try:
+        model._check_n_features(meta["n_features"])
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
     if n_classes < 2 or meta["classes"] != list(range(n_classes)):
         raise _invalid("classes must be [0, 1, ..., k-1] with k >= 2")
     if meta["n_features"] < 1:
@@ -223,7 +252,10 @@ def _model_from_meta(meta: dict) -> BaseSoftmaxClassifier:
 
 def _attach_weights(model: BaseSoftmaxClassifier, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     n_features, n_classes = meta["n_features"], len(meta["classes"])
-    expected = model.weight_shapes(n_features, n_classes)
+    try:
+        expected = model.weight_shapes(n_features, n_classes)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
     if set(arrays) != set(expected):
         raise _invalid(f"weight arrays {sorted(arrays)} do not match {meta['algorithm']!r}'s "
                        f"{sorted(expected)}")
@@ -239,5 +271,11 @@ def _attach_weights(model: BaseSoftmaxClassifier, meta: dict, arrays: dict[str, 
     model.classes_ = np.arange(n_classes)
     model.history_ = list(meta.get("history") or [])
     model.fit_seconds_ = meta.get("fit_seconds")
+    summary = meta.get("training_summary")
+    if isinstance(summary, dict):
+        model.training_summary_ = dict(summary)
+        model.stop_reason_ = summary["stop_reason"]
+        model.epochs_completed_ = summary.get("epochs_completed")
+        model.best_epoch_ = summary.get("best_epoch")
     model.input_scale_ = float(meta["input_scale"])
     model.metadata_ = meta

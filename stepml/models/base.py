@@ -4,24 +4,29 @@ Every model here is a softmax classifier trained by minibatch SGD, so the parts 
 depend on the model's hidden layers live in this module:
 
 * input validation (shapes, finiteness, labels) with messages that name the problem;
-* the epoch loop (shuffling, timing, the ``on_epoch`` progress callback, ``history_``);
+* the training loop: a seeded stratified validation hold-out, shuffled minibatches, the
+  learning-rate schedule, a wall-clock budget (``fit(..., time_budget_s=...)``), early
+  stopping, keeping the best weights, the ``on_epoch`` progress callback and ``history_``;
 * batched inference (``predict_proba`` / ``predict``) so memory stays bounded;
 * ``get_params`` and declarative parameter validation (used by ``make_model`` too);
-* numerically stable softmax / cross-entropy and the learning-rate schedules.
+* numerically stable softmax / cross-entropy, the learning-rate schedule and random image
+  shifts (data augmentation for the image models).
 
-Subclasses implement three hooks, ``_init_weights``, ``_run_epoch`` and ``_logits``, list
-their weight arrays in ``_weight_names`` and their parameters in ``_param_specs``.
+Subclasses implement ``_init_weights``, ``_train_batch`` (one SGD step on one minibatch),
+``_logits`` and ``train_flops_per_sample``, list their weight arrays in ``_weight_names`` and
+their parameters in ``_param_specs`` (which must include :data:`COMMON_PARAM_SPECS`).
 
 Conventions. Everything is float32: weights, activations and gradients (half the memory
 and twice the BLAS throughput of float64, and plenty for SGD). Python floats are used for
 scalars such as the learning rate so that numpy never promotes an array to float64.
-Randomness comes only from ``np.random.default_rng(seed)`` created at the start of ``fit``,
-so the same seed and data give bit-identical weights (for a fixed BLAS kernel and thread
-count).
+Randomness comes only from generators seeded by ``seed`` inside ``fit``, so the same seed
+and data give bit-identical weights (for a fixed BLAS kernel and thread count) -- unless a
+time budget cuts training short, which depends on the clock by definition.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import numbers
 import time
@@ -30,12 +35,15 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 __all__ = [
+    "COMMON_PARAM_SPECS",
+    "STOP_REASONS",
     "BaseSoftmaxClassifier",
     "NotFittedError",
     "ParamSpec",
     "check_X",
     "check_y",
     "cosine_learning_rate",
+    "random_shifts",
     "softmax_cross_entropy",
 ]
 
@@ -43,6 +51,9 @@ FLOAT = np.float32
 PREDICT_BATCH_ROWS = 4096  # rows per inference chunk: 4096 x 512 hidden units x 4 B = 8 MB
 
 EpochCallback = Callable[[int, dict], Any]
+
+#: The clock of ``fit`` (timings, time budget); tests replace it with a fake one.
+_clock = time.perf_counter
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -213,17 +224,102 @@ def cosine_learning_rate(base: float, step: int, total_steps: int, warmup_steps:
     return rate
 
 
+def random_shifts(X: np.ndarray, image_shape: tuple[int, int], shift: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Translate each row of ``X`` (m, h*w), seen as an h x w image, by a random offset.
+
+    Offsets ``(dy, dx)`` are uniform on ``[-shift, shift]^2``; pixels shifted in are 0.
+    Instead of a loop over images, the batch is cut into one contiguous block per offset
+    (block sizes ~ Multinomial(m, uniform)), and each block is moved with one slice
+    assignment: at most (2*shift+1)^2 numpy calls per batch whatever its size. Because the
+    rows of a training batch are in random order, this has exactly the distribution of
+    independent per-image offsets.
+    """
+    m = X.shape[0]
+    h, w = image_shape
+    side = 2 * shift + 1
+    counts = rng.multinomial(m, np.full(side * side, 1.0 / (side * side)))
+    src = X.reshape(m, h, w)
+    out = np.zeros_like(src)
+    lo = 0
+    for offset, count in enumerate(counts.tolist()):
+        if count == 0:
+            continue
+        dy, dx = divmod(offset, side)
+        dy, dx = dy - shift, dx - shift
+        hi = lo + count
+        # out[r, c] = src[r - dy, c - dx] where both are inside the image.
+        out[lo:hi, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            src[lo:hi, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        lo = hi
+    return out.reshape(m, h * w)
+
+
 # ----------------------------------------------------------------------------------------
 # The estimator base class
 # ----------------------------------------------------------------------------------------
+
+#: Parameters every algorithm has (validation hold-out and early stopping).
+COMMON_PARAM_SPECS: dict[str, ParamSpec] = {
+    "validation_fraction": ParamSpec("float", 0.0, 0.5),
+    "early_stopping_patience": ParamSpec("int", 0, 1000),
+}
+
+#: Values of ``stop_reason_``: all planned epochs ran, the time budget ran out, or the
+#: validation score stopped improving for ``early_stopping_patience`` epochs.
+STOP_REASONS = ("completed", "time_budget", "early_stopping")
+
+#: A validation loss must fall by more than this to count as progress for early stopping
+#: (accuracy counts as progress whenever it rises).
+MIN_LOSS_IMPROVEMENT = 1e-4
+
+#: Multiplier on measured epoch / minibatch durations when predicting whether more work
+#: still fits in the time budget (timings on shared machines wobble).
+_SAFETY = 1.15
+
+
+class _Budget:
+    """Wall-clock deadline of one ``fit`` and the running duration estimates it relies on."""
+
+    def __init__(self, start: float, seconds: float | None):
+        self.start = start
+        self.deadline = None if seconds is None else start + seconds
+        self.batch_times: collections.deque = collections.deque(maxlen=16)
+        self.epoch_times: collections.deque = collections.deque(maxlen=3)
+        self.validation_seconds: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.deadline is not None
+
+    def batch_estimate(self) -> float:
+        return _SAFETY * max(self.batch_times, default=0.0)
+
+    def epoch_estimate(self) -> float:
+        return _SAFETY * max(self.epoch_times, default=0.0)
+
+    def validation_estimate(self, val_rows: int, batch_size: int) -> float:
+        """Seconds to reserve for the end-of-epoch validation pass."""
+        if val_rows == 0:
+            return 0.0
+        if self.validation_seconds is not None:
+            return _SAFETY * self.validation_seconds
+        # Not measured yet: a forward pass costs about a third of a training step.
+        return max(self.batch_times, default=0.0) * val_rows / batch_size / 2 + 0.005
+
+    def left(self, now: float | None = None) -> float:
+        return math.inf if self.deadline is None else \
+            self.deadline - (_clock() if now is None else now)
 
 
 class BaseSoftmaxClassifier:
     """Template for minibatch-SGD softmax classifiers with a scikit-learn style API.
 
     Fitted attributes: ``classes_`` (``arange(k)``), ``n_classes_``, ``n_features_in_``,
-    ``history_`` (one info dict per epoch), ``fit_seconds_`` and the weight arrays listed in
-    ``_weight_names`` (float32).
+    ``history_`` (one info dict per epoch), ``fit_seconds_``, ``stop_reason_`` (one of
+    :data:`STOP_REASONS`), ``epochs_completed_``, ``best_epoch_`` and the weight arrays
+    listed in ``_weight_names`` (float32); :meth:`training_summary` gathers the facts of the
+    run in one dict.
     """
 
     #: Name of this algorithm in ``stepml.models.ALGORITHMS``.
@@ -238,6 +334,25 @@ class BaseSoftmaxClassifier:
     def weight_shapes(self, n_features: int, n_classes: int) -> dict[str, tuple[int, ...]]:
         """Shape of each weight array for the current parameters (checked when loading)."""
         raise NotImplementedError
+
+    def train_flops_per_sample(self, n_features: int | None = None,
+                               n_classes: int | None = None) -> int:
+        """Floating-point operations (2 x multiply-adds of the matrix products) of one training
+        sample's forward + backward pass, from the architecture alone.
+
+        Element-wise work (activations, pooling, the softmax, the update) is not counted, so
+        ``flops * samples * epochs / seconds`` is the achieved matrix-product rate. Defaults
+        to the fitted feature and class counts.
+        """
+        raise NotImplementedError
+
+    def _dims(self, n_features: int | None, n_classes: int | None) -> tuple[int, int]:
+        d = n_features if n_features is not None else getattr(self, "n_features_in_", None)
+        k = n_classes if n_classes is not None else getattr(self, "n_classes_", None)
+        if d is None or k is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted; pass n_features "
+                                 "and n_classes")
+        return int(d), int(k)
 
     # -- parameters ---------------------------------------------------------------------
 
@@ -266,20 +381,46 @@ class BaseSoftmaxClassifier:
 
     # -- training -----------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, *, on_epoch: EpochCallback | None = None):
+    def fit(self, X: Any, y: Any, *, on_epoch: EpochCallback | None = None,
+            time_budget_s: float | None = None):
         """Train on ``X`` (n, d) float32, already scaled, and ``y`` (n,) class indices.
 
-        ``on_epoch(epoch, info)`` is called after every epoch (``epoch`` counts from 1) with
-        ``info = {"epoch", "epochs", "loss", "train_accuracy", "learning_rate", "seconds",
-        "elapsed"}``: ``loss``/``train_accuracy`` are averaged over that epoch's minibatches
-        (as the weights were changing, and on augmented data where augmentation is on),
-        ``learning_rate`` is the rate of the epoch's last step, ``seconds`` the epoch's wall
-        time. An exception raised by the callback stops training and propagates.
+        Validation. A seeded, stratified ``validation_fraction`` of the rows is held out (at
+        least one row of every class stays in training). After every epoch the model is
+        scored on it; the weights of the best epoch (highest validation accuracy, ties
+        broken by lower validation loss) are restored at the end, and training stops early
+        once ``early_stopping_patience`` epochs in a row brought no progress (accuracy up,
+        or loss down by more than ``MIN_LOSS_IMPROVEMENT``). ``validation_fraction=0``
+        trains on every row and keeps the last weights.
 
-        Raises ``ValueError`` for invalid parameters or data, and ``FloatingPointError`` if the
-        loss stops being finite (learning rate too high for the data's scale); the model is
-        then left unfitted.
+        Time budget. With ``time_budget_s``, the whole call (validation of the inputs
+        included) ends within about one minibatch of that many seconds: an epoch is not
+        started if the previous epochs say it would not finish in time, a running epoch is
+        cut short (after at least one SGD step of the fit) once the next minibatch plus the
+        validation pass would overrun, and when the planned epochs clearly do not fit, the
+        rest of the learning-rate schedule is compressed so that it still anneals to 0 by
+        the last epoch that fits (without a budget, or with enough of it, the schedule is
+        exactly the planned one). ``stop_reason_`` is then ``"time_budget"``.
+
+        ``on_epoch(epoch, info)`` is called after every epoch (``epoch`` counts from 1) with
+        ``info = {"epoch", "epochs", "loss", "train_accuracy", "val_loss", "val_accuracy",
+        "learning_rate", "rows", "partial", "seconds", "elapsed"}``: ``loss``/
+        ``train_accuracy`` are averaged over that epoch's minibatches (as the weights were
+        changing, and on augmented data where augmentation is on), ``val_*`` are None
+        without validation, ``learning_rate`` is the rate of the epoch's last step, ``rows``
+        the training rows seen, ``partial`` tells an epoch cut by the budget, ``seconds`` the
+        epoch's wall time (validation included). An exception raised by the callback stops
+        training and propagates. Its run time counts against the budget.
+
+        Raises ``ValueError`` for invalid parameters, data or budget, and
+        ``FloatingPointError`` if the loss stops being finite (learning rate too high for
+        the data's scale); the model is then left unfitted.
         """
+        start = _clock()
+        if time_budget_s is not None and (not _is_number(time_budget_s) or not math.isfinite(time_budget_s)
+                                          or time_budget_s <= 0):
+            raise ValueError(f"time_budget_s must be a positive number of seconds or None; "
+                             f"got {time_budget_s!r}")
         self.validate_params()
         X = check_X(X)
         y = check_y(y, X.shape[0], self.n_classes)
@@ -292,62 +433,249 @@ class BaseSoftmaxClassifier:
         self.n_classes_ = k
         self.classes_ = np.arange(k)
         self.history_ = []
+        train_idx, val_idx = self._validation_split(y, k)
         rng = np.random.default_rng(self.seed)
         self._init_weights(X.shape[1], k, rng)
-        self._step, self._total_steps = 0, self.epochs * math.ceil(X.shape[0] / self.batch_size)
+        steps_per_epoch = math.ceil(train_idx.size / self.batch_size)
+        self._step, self._total_steps = 0, self.epochs * steps_per_epoch
         self._warmup_steps = int(self._warmup_fraction * self._total_steps)
+        self._segment = (float(self.learning_rate), 0, self._total_steps)   # (lr, first, end step)
+        self._lr = 0.0
+        self._budget = _Budget(start, None if time_budget_s is None else float(time_budget_s))
         try:
             # Overflow can only come from divergence, which _train reports with a clear error.
             with np.errstate(over="ignore", invalid="ignore"):
-                self._train(X, y, rng, on_epoch)
+                self._train(X, y, train_idx, val_idx, rng, on_epoch, steps_per_epoch)
         finally:
             self._end_training()
+            self._budget = None
+        self.fit_seconds_ = _clock() - start
+        self.training_summary_ = self._summary(time_budget_s, train_idx.size, val_idx.size)
         return self
 
-    def _train(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-               on_epoch: EpochCallback | None) -> None:
-        """The epoch loop: run, time, record and report each epoch."""
-        start = time.perf_counter()
+    def _validation_split(self, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, validation rows), both sorted: a seeded per-class random sample."""
+        n = y.shape[0]
+        fraction = float(self.validation_fraction)
+        if fraction == 0:
+            return np.arange(n), np.arange(0)
+        # Own generator (seeded by the seed, but a different stream) so the hold-out does not
+        # shift the shuffling / initialisation stream of the training generator.
+        rng = np.random.default_rng([int(self.seed), 0x7A1])
+        order = rng.permutation(n)
+        y_perm = y[order]
+        held = []
+        for c in range(k):
+            rows = order[y_perm == c]
+            take = min(int(round(fraction * rows.size)), rows.size - 1)
+            if take > 0:
+                held.append(rows[:take])
+        val = np.sort(np.concatenate(held)) if held else np.arange(0)
+        keep = np.ones(n, bool)
+        keep[val] = False
+        return np.flatnonzero(keep), val
+
+    def _train(self, X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+               rng: np.random.Generator, on_epoch: EpochCallback | None, steps_per_epoch: int) -> None:
+        """The epoch loop: run, validate, record and report each epoch; decide when to stop."""
+        budget = self._budget
+        validating = val_idx.size > 0
+        patience = int(self.early_stopping_patience) if validating else 0
+        best_key, best_weights, stale = None, None, 0
+        self.stop_reason_, self.best_epoch_, self.epochs_completed_ = "completed", None, 0
+        self._best_val = (None, None)
         for epoch in range(self.epochs):
-            t0 = time.perf_counter()
-            loss, accuracy = self._run_epoch(X, y, epoch, rng)
-            now = time.perf_counter()
-            info = {
-                "epoch": epoch + 1,
-                "epochs": self.epochs,
-                "loss": loss,
-                "train_accuracy": accuracy,
-                "learning_rate": self._lr,
-                "seconds": now - t0,
-                "elapsed": now - start,
-            }
+            t0 = _clock()
+            if epoch > 0 and budget.active:
+                if self._step >= self._segment[2] or \
+                        budget.epoch_estimate() > budget.left(t0):
+                    self.stop_reason_ = "time_budget"
+                    break
+            loss, accuracy, rows = self._run_epoch(X, y, train_idx, rng, val_idx.size)
+            if rows == 0:                             # budget gone before the first minibatch
+                self.stop_reason_ = "time_budget"
+                break
+            partial = rows < train_idx.size
             if not math.isfinite(loss):
                 for name in self._weight_names:      # NaN weights are of no use to anyone
                     setattr(self, name, None)
                 raise FloatingPointError(
                     f"training diverged at epoch {epoch + 1} (loss={loss}); "
                     "lower learning_rate or check the input scaling")
+            val_loss = val_accuracy = None
+            if validating:
+                tv = _clock()
+                val_loss, val_accuracy = self._evaluate(X, y, val_idx)
+                budget.validation_seconds = _clock() - tv
+            now = _clock()
+            info = {
+                "epoch": epoch + 1,
+                "epochs": self.epochs,
+                "loss": loss,
+                "train_accuracy": accuracy,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "learning_rate": self._lr,
+                "rows": rows,
+                "partial": partial,
+                "seconds": now - t0,
+                "elapsed": now - budget.start,
+            }
             self.history_.append(info)
+            if not partial:
+                self.epochs_completed_ += 1
+
+            # Best weights and early stopping.
+            if validating:
+                key = (val_accuracy, -val_loss)
+                if best_key is None or key > best_key:
+                    progress = best_key is None or val_accuracy > best_key[0] or \
+                        val_loss < -best_key[1] - MIN_LOSS_IMPROVEMENT
+                    best_key, self.best_epoch_ = key, epoch + 1
+                    self._best_val = (val_accuracy, val_loss)
+                    best_weights = None if epoch + 1 == self.epochs else \
+                        [getattr(self, name).copy() for name in self._weight_names]
+                else:
+                    progress = False
+                stale = 0 if progress else stale + 1
+            else:
+                self.best_epoch_ = epoch + 1
+
             if on_epoch is not None:
                 on_epoch(epoch + 1, dict(info))
-        self.fit_seconds_ = time.perf_counter() - start
+            budget.epoch_times.append(_clock() - t0)
+            if partial:
+                self.stop_reason_ = "time_budget"
+                break
+            if patience and stale >= patience:
+                self.stop_reason_ = "early_stopping"
+                break
+            if budget.active and epoch + 1 < self.epochs:
+                self._fit_schedule_to_budget(epoch + 1, steps_per_epoch)
+
+        if validating and self.best_epoch_ is not None and self.best_epoch_ != len(self.history_) \
+                and best_weights is not None:
+            for name, w in zip(self._weight_names, best_weights):
+                setattr(self, name, w)
+
+    def _fit_schedule_to_budget(self, epochs_done: int, steps_per_epoch: int) -> None:
+        """If the remaining planned epochs will not fit in the budget, end the cosine earlier.
+
+        From the current step and rate, the rate follows a fresh cosine down to 0 at the end
+        of the last epoch predicted to fit; the cut is only ever moved earlier.
+        """
+        budget = self._budget
+        estimate = budget.epoch_estimate()
+        if estimate <= 0:
+            return
+        fits = int(budget.left() // estimate)
+        end = self._step + max(fits, 1) * steps_per_epoch
+        if end < self._segment[2] and fits < self.epochs - epochs_done:
+            self._segment = (self._peek_learning_rate(), self._step, end)
+            self._warmup_steps = min(self._warmup_steps, self._step)
+
+    def _run_epoch(self, X: np.ndarray, y: np.ndarray, train_idx: np.ndarray,
+                   rng: np.random.Generator, val_rows: int) -> tuple[float, float, int]:
+        """One shuffled pass over the training rows, cut short if the budget runs out.
+
+        Returns (mean loss, mean train accuracy, rows trained on).
+        """
+        budget = self._budget
+        loss_sum = acc_sum = 0.0
+        rows = 0
+        for idx in self._minibatches(train_idx.size, rng):
+            t = _clock()
+            if budget.active and self._step > 0 and \
+                    budget.batch_estimate() + budget.validation_estimate(val_rows, self.batch_size) \
+                    > budget.left(t):
+                break
+            idx = train_idx[idx]
+            loss, acc = self._train_batch(X[idx], y[idx], self._next_learning_rate(), rng)
+            loss_sum += loss * idx.size
+            acc_sum += acc * idx.size
+            rows += idx.size
+            budget.batch_times.append(_clock() - t)
+        if rows == 0:
+            return 0.0, 0.0, 0
+        return loss_sum / rows, acc_sum / rows, rows
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on rows ``idx`` of ``X``, in bounded-memory chunks."""
+        loss_sum = correct = 0.0
+        for lo in range(0, idx.size, PREDICT_BATCH_ROWS):
+            rows = idx[lo:lo + PREDICT_BATCH_ROWS]
+            Z = self._logits(X[rows])
+            yb = y[rows]
+            correct += float(np.count_nonzero(Z.argmax(axis=1) == yb))   # as predict() decides
+            Z -= Z.max(axis=1, keepdims=True)
+            z_true = Z[np.arange(rows.size), yb]
+            loss_sum += float(np.sum(np.log(np.exp(Z).sum(axis=1)) - z_true))
+        return loss_sum / idx.size, correct / idx.size
+
+    def _learning_rate_at(self, step: int) -> float:
+        lr0, first, end = self._segment
+        rate = 0.5 * lr0 * (1.0 + math.cos(math.pi * min(step - first, end - first) / (end - first)))
+        if step < self._warmup_steps:
+            rate *= (step + 1) / self._warmup_steps
+        return rate
+
+    def _peek_learning_rate(self) -> float:
+        return self._learning_rate_at(self._step)
 
     def _next_learning_rate(self) -> float:
-        """Learning rate of the next SGD step: cosine-annealed over all steps of ``fit``."""
-        self._lr = cosine_learning_rate(float(self.learning_rate), self._step, self._total_steps,
-                                        self._warmup_steps)
+        """Learning rate of the next SGD step: cosine-annealed over all steps of ``fit``
+        (after a linear warm-up over ``_warmup_fraction`` of them)."""
+        self._lr = self._learning_rate_at(self._step)
         self._step += 1
         return self._lr
 
     def _minibatches(self, n: int, rng: np.random.Generator):
         """Yield index arrays of one shuffled pass over ``n`` rows (last batch may be short).
 
-        Rows inside a batch come in random order; ``MLPClassifier``'s shift augmentation
-        relies on that.
+        Rows inside a batch come in random order; :func:`random_shifts` relies on that.
         """
         order = rng.permutation(n)
         for lo in range(0, n, self.batch_size):
             yield order[lo:lo + self.batch_size]
+
+    # -- the run's facts ----------------------------------------------------------------
+
+    def _summary(self, time_budget_s: float | None, train_rows: int, val_rows: int) -> dict:
+        best_acc, best_loss = self._best_val
+        last = self.history_[-1] if self.history_ else {}
+        try:
+            flops = int(self.train_flops_per_sample())
+        except NotImplementedError:
+            flops = None
+        return {
+            "algorithm": self.algorithm,
+            "epochs_planned": int(self.epochs),
+            "epochs_completed": int(self.epochs_completed_),
+            "partial_epoch": bool(last.get("partial", False)),
+            "stop_reason": self.stop_reason_,
+            "best_epoch": self.best_epoch_,
+            "best_val_accuracy": best_acc,
+            "best_val_loss": best_loss,
+            "final_loss": last.get("loss"),
+            "final_learning_rate": last.get("learning_rate"),
+            "seconds": self.fit_seconds_,
+            "time_budget_s": None if time_budget_s is None else float(time_budget_s),
+            "training_rows": int(train_rows),
+            "validation_rows": int(val_rows),
+            "sgd_steps": int(self._step),
+            "train_flops_per_sample": flops,
+        }
+
+    def training_summary(self) -> dict:
+        """What happened in ``fit``, independent of the parameters: ``epochs_planned``,
+        ``epochs_completed`` (full epochs), ``partial_epoch``, ``stop_reason``, ``best_epoch``
+        (whose weights the model holds), ``best_val_accuracy``, ``best_val_loss``,
+        ``seconds``, ``time_budget_s``, ``training_rows``, ``validation_rows``, ``sgd_steps``,
+        ``train_flops_per_sample``, ... (JSON-ready; also saved in the model artefact)."""
+        summary = getattr(self, "training_summary_", None)
+        if summary is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+        return dict(summary)
 
     # -- inference ------------------------------------------------------------------------
 
@@ -376,7 +704,11 @@ class BaseSoftmaxClassifier:
     # -- hooks for subclasses -------------------------------------------------------------
 
     def _check_data(self, X: np.ndarray) -> None:
-        """Extra model-specific checks of the training matrix (default: none)."""
+        """Model-specific checks of the training matrix: by default its feature count."""
+        self._check_n_features(X.shape[1])
+
+    def _check_n_features(self, n_features: int) -> None:
+        """Raise ``ValueError`` if the model cannot take rows of ``n_features`` (default: any)."""
 
     def _init_weights(self, n_features: int, n_classes: int, rng: np.random.Generator) -> None:
         """Create the weight arrays (and any optimiser state) before the first epoch."""
@@ -385,9 +717,10 @@ class BaseSoftmaxClassifier:
     def _end_training(self) -> None:
         """Drop optimiser state after ``fit`` (also on error). Default: nothing to drop."""
 
-    def _run_epoch(self, X: np.ndarray, y: np.ndarray, epoch: int,
-                   rng: np.random.Generator) -> tuple[float, float]:
-        """One pass over the data; returns (mean loss, mean train accuracy) over its batches."""
+    def _train_batch(self, Xb: np.ndarray, yb: np.ndarray, lr: float,
+                     rng: np.random.Generator) -> tuple[float, float]:
+        """One SGD step on minibatch rows ``Xb`` (a fresh copy the step may modify) with
+        labels ``yb`` at learning rate ``lr``; returns (loss, accuracy) of the batch."""
         raise NotImplementedError
 
     def _logits(self, X: np.ndarray) -> np.ndarray:

@@ -32,40 +32,10 @@ import math
 
 import numpy as np
 
-from .base import FLOAT, BaseSoftmaxClassifier, ParamSpec, softmax_cross_entropy
+from .base import (COMMON_PARAM_SPECS, FLOAT, BaseSoftmaxClassifier, ParamSpec, random_shifts,
+                   softmax_cross_entropy)
 
 __all__ = ["MLPClassifier", "random_shifts"]
-
-
-def random_shifts(X: np.ndarray, image_shape: tuple[int, int], shift: int,
-                  rng: np.random.Generator) -> np.ndarray:
-    """Translate each row of ``X`` (m, h*w), seen as an h x w image, by a random offset.
-
-    Offsets ``(dy, dx)`` are uniform on ``[-shift, shift]^2``; pixels shifted in are 0.
-    Instead of a loop over images, the batch is cut into one contiguous block per offset
-    (block sizes ~ Multinomial(m, uniform)), and each block is moved with one slice
-    assignment: at most (2*shift+1)^2 numpy calls per batch whatever its size. Because the
-    rows of a training batch are in random order, this has exactly the distribution of
-    independent per-image offsets.
-    """
-    m = X.shape[0]
-    h, w = image_shape
-    side = 2 * shift + 1
-    counts = rng.multinomial(m, np.full(side * side, 1.0 / (side * side)))
-    src = X.reshape(m, h, w)
-    out = np.zeros_like(src)
-    lo = 0
-    for offset, count in enumerate(counts.tolist()):
-        if count == 0:
-            continue
-        dy, dx = divmod(offset, side)
-        dy, dx = dy - shift, dx - shift
-        hi = lo + count
-        # out[r, c] = src[r - dy, c - dx] where both are inside the image.
-        out[lo:hi, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-            src[lo:hi, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-        lo = hi
-    return out.reshape(m, h * w)
 
 
 class MLPClassifier(BaseSoftmaxClassifier):
@@ -84,6 +54,10 @@ class MLPClassifier(BaseSoftmaxClassifier):
         Used only when ``image_shape`` is given; 0 disables augmentation.
     image_shape : ``(height, width)`` of the images the rows of ``X`` hold (row-major), or
         None for non-image data.
+    validation_fraction : share of the rows held out (seeded, stratified) to score every
+        epoch, pick the best epoch's weights and stop early; 0 trains on all rows.
+    early_stopping_patience : stop after this many epochs without validation progress;
+        0 never stops early.
     seed : seed of the initial weights, the shuffling and the augmentation.
     n_classes : number of classes ``k``; inferred as ``max(y) + 1`` when None.
 
@@ -101,6 +75,7 @@ class MLPClassifier(BaseSoftmaxClassifier):
         "l2": ParamSpec("float", 0.0, 100.0),
         "shift_pixels": ParamSpec("int", 0, 64),
         "image_shape": ParamSpec("image_shape", optional=True),
+        **COMMON_PARAM_SPECS,
         "seed": ParamSpec("int", 0, 2**63 - 1),
         "n_classes": ParamSpec("int", 2, 1_000_000, optional=True),
     }
@@ -112,6 +87,7 @@ class MLPClassifier(BaseSoftmaxClassifier):
     def __init__(self, hidden_units: int = 512, epochs: int = 12, batch_size: int = 256,
                  learning_rate: float = 0.2, momentum: float = 0.9, l2: float = 1e-4,
                  shift_pixels: int = 1, image_shape: tuple[int, int] | None = None,
+                 validation_fraction: float = 0.05, early_stopping_patience: int = 3,
                  seed: int = 0, n_classes: int | None = None):
         self.hidden_units = hidden_units
         self.epochs = epochs
@@ -121,6 +97,8 @@ class MLPClassifier(BaseSoftmaxClassifier):
         self.l2 = l2
         self.shift_pixels = shift_pixels
         self.image_shape = image_shape
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
         self.seed = seed
         self.n_classes = n_classes
 
@@ -132,12 +110,18 @@ class MLPClassifier(BaseSoftmaxClassifier):
             raise ValueError(f"parameter 'shift_pixels' ({self.shift_pixels}) must be smaller "
                              f"than the image sides {list(self.image_shape)}")
 
-    def _check_data(self, X):
+    def _check_n_features(self, n_features):
         if self.image_shape is not None:
             h, w = self.image_shape
-            if X.shape[1] != h * w:
+            if n_features != h * w:
                 raise ValueError(f"image_shape {[h, w]} needs {h * w} features per row; "
-                                 f"X has {X.shape[1]}")
+                                 f"X has {n_features}")
+
+    def train_flops_per_sample(self, n_features=None, n_classes=None):
+        d, k = self._dims(n_features, n_classes)
+        h = self.hidden_units
+        # forward X W1, H W2; backward H^T dZ, dZ W2^T, X^T dH (no gradient for the input)
+        return 2 * (2 * d * h + 3 * h * k)
 
     def weight_shapes(self, n_features, n_classes):
         h = self.hidden_units
@@ -161,45 +145,38 @@ class MLPClassifier(BaseSoftmaxClassifier):
     def _params(self) -> list[np.ndarray]:
         return [self.W1_, self.b1_, self.W2_, self.b2_]
 
-    def _run_epoch(self, X, y, epoch, rng):
+    def _train_batch(self, Xb, yb, lr, rng):
         W1, b1, W2, b2 = params = self._params()
         mu, l2 = float(self.momentum), float(self.l2)
-        augment = self.image_shape is not None and self.shift_pixels > 0
-        loss_sum = acc_sum = 0.0
-        for idx in self._minibatches(X.shape[0], rng):
-            Xb, yb = X[idx], y[idx]
-            if augment:
-                Xb = random_shifts(Xb, tuple(self.image_shape), self.shift_pixels, rng)
-            lr = self._next_learning_rate()
+        if self.image_shape is not None and self.shift_pixels > 0:
+            Xb = random_shifts(Xb, tuple(self.image_shape), self.shift_pixels, rng)
 
-            # Forward.
-            H = Xb @ W1
-            H += b1
-            np.maximum(H, 0.0, out=H)                       # ReLU
-            Z = H @ W2
-            Z += b2
-            dZ, loss, acc = softmax_cross_entropy(Z, yb)    # dZ = (P - Y) / m, in Z's memory
+        # Forward.
+        H = Xb @ W1
+        H += b1
+        np.maximum(H, 0.0, out=H)                       # ReLU
+        Z = H @ W2
+        Z += b2
+        dZ, loss, acc = softmax_cross_entropy(Z, yb)    # dZ = (P - Y) / m, in Z's memory
 
-            # Backward, with every gradient pre-multiplied by the learning rate: scaling the
-            # small (m, k) dZ once is far cheaper than scaling the big (d, h) dW1 later.
-            dZ *= lr
-            gW2 = np.matmul(H.T, dZ, out=self._grads[2])    # lr * dJ/dW2 (without l2)
-            gb2 = dZ.sum(axis=0)
-            dH = dZ @ W2.T
-            dH *= H > 0                                     # ReLU passes gradient where active
-            gW1 = np.matmul(Xb.T, dH, out=self._grads[0])
-            gb1 = dH.sum(axis=0)
+        # Backward, with every gradient pre-multiplied by the learning rate: scaling the
+        # small (m, k) dZ once is far cheaper than scaling the big (d, h) dW1 later.
+        dZ *= lr
+        gW2 = np.matmul(H.T, dZ, out=self._grads[2])    # lr * dJ/dW2 (without l2)
+        gb2 = dZ.sum(axis=0)
+        dH = dZ @ W2.T
+        dH *= H > 0                                     # ReLU passes gradient where active
+        gW1 = np.matmul(Xb.T, dH, out=self._grads[0])
+        gb1 = dH.sum(axis=0)
 
-            # Momentum step:  v = mu v - lr (g + l2 p) ;  p = p + v.
-            for p, g, v, decay in zip(params, (gW1, gb1, gW2, gb2), self._velocity, (l2, 0.0, l2, 0.0)):
-                v *= mu
-                v -= g
-                if decay:
-                    v -= np.multiply(p, lr * decay, out=g)    # g's buffer is free by now
-                p += v
-            loss_sum += loss * len(idx)
-            acc_sum += acc * len(idx)
-        return loss_sum / X.shape[0], acc_sum / X.shape[0]
+        # Momentum step:  v = mu v - lr (g + l2 p) ;  p = p + v.
+        for p, g, v, decay in zip(params, (gW1, gb1, gW2, gb2), self._velocity, (l2, 0.0, l2, 0.0)):
+            v *= mu
+            v -= g
+            if decay:
+                v -= np.multiply(p, lr * decay, out=g)    # g's buffer is free by now
+            p += v
+        return loss, acc
 
     # -- inference ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from stepml import trigger
+from stepml.errors import PayloadError
 from stepml.runs import RunPaths
 from tests.conftest import FakeContext, event, load_handler
 
@@ -110,7 +111,7 @@ def test_step_handlers_chain_through_the_sample_events(s3):
     assert scored["accuracy"] > 0.8  # synthetic digits are easy; chance is 0.1
     report = json.loads(s3.get_object(Bucket=BUCKET, Key=RunPaths(RUN_ID).report)["Body"].read())
     assert report["metrics"]["MulticlassAvgFScore"] == report["metrics"]["macro_f1"]
-    assert set(report["seconds_per_step"]) >= {"PrepareData", "CreateDataSource", "Train", "BatchPredict", "Score"}
+    assert set(report["seconds_per_step"]) >= {"PrepareData", "CreateDataSource", "Train", "BatchPredict"}
     status = json.loads(s3.get_object(Bucket=BUCKET, Key=RunPaths(RUN_ID).status)["Body"].read())
     assert status["state"] == "SUCCEEDED"
 
@@ -128,9 +129,10 @@ def test_start_run_reports_a_vanished_trigger_version_as_a_rejection(s3, state_m
     assert result["outcome"] == "rejected" and "does not exist" in result["reason"]
 
 
-def test_a_step_refuses_a_run_id_that_could_escape_its_prefix(s3):
-    with pytest.raises(Exception, match="run_id"):
-        load_handler("prepare_data")({**event("prepare_data"), "run_id": "../other"}, FakeContext())
+@pytest.mark.parametrize("run_id", ["../other", "a/b", "", None, 7, "x" * 81])
+def test_a_step_refuses_a_run_id_that_could_escape_its_prefix(s3, run_id):
+    with pytest.raises(PayloadError, match="run_id"):
+        load_handler("prepare_data")({**event("prepare_data"), "run_id": run_id}, FakeContext())
 
 
 def test_check_training_fails_the_step_when_the_engine_reports_failed(s3):
@@ -139,3 +141,16 @@ def test_check_training_fails_the_step_when_the_engine_reports_failed(s3):
     with pytest.raises(Exception, match="no training record") as raised:
         load_handler("check_training")(event("check_training"), FakeContext())
     assert type(raised.value).__name__ == "TrainingFailed"
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"eventName": "not-s3"}, "not an S3 object event"),
+    ({"s3": {"bucket": {"name": BUCKET}, "object": {"key": "triggers/a/../b.json"}}}, "invalid S3 key"),
+    ({"s3": {"bucket": {"name": "someone-else"}, "object": {"key": "triggers/x.json"}}}, "not this stack's"),
+    ({"s3": {"bucket": {"name": BUCKET}, "object": {"key": "data/x.json"}}}, "not a triggers/"),
+])
+def test_start_run_ignores_records_it_must_not_act_on(s3, state_machine, record, reason):
+    sfn, arn = state_machine
+    result = load_handler("start_run")({"Records": [record]}, FakeContext())["results"][0]
+    assert result["outcome"] == "ignored" and reason in result["reason"]
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stepml.local.runner import find_execution, run_trigger
+from stepml.local.runner import find_execution, follow_execution, run_trigger
 from stepml.local.stack import LocalStack
 from stepml.runs import RunPaths
 from stepml.trigger import rejection_key
@@ -44,9 +44,11 @@ def executions(stack) -> list[dict]:
 def test_the_asl_that_runs_is_the_file_in_the_repo(stack):
     definition = stack.client("stepfunctions").describe_state_machine(
         stateMachineArn=stack.state_machine_arn)["definition"]
-    on_disk = json.loads((ROOT / "statemachine/pipeline.asl.json").read_text())
-    assert json.loads(definition)["States"].keys() == on_disk["States"].keys()
-    assert "${" not in definition  # every substitution resolved
+    text = (ROOT / "statemachine/pipeline.asl.json").read_text()
+    for name, function in stack.resolved.functions.items():  # the template's substitutions
+        text = text.replace("${%sArn}" % name, function.arn)
+    assert json.loads(definition) == json.loads(text)
+    assert "${" not in definition
 
 
 def test_success_path_writes_datasource_model_predictions_and_report(stack, tmp_path):
@@ -87,10 +89,9 @@ def test_quality_gate_fails_the_run_after_writing_the_report(stack, tmp_path):
 def test_a_duplicated_s3_event_starts_one_execution(stack):
     s3, lam = stack.client("s3"), stack.client("lambda")
     key = "triggers/twice.json"
-    s3.put_object(Bucket=stack.bucket, Key=key, Body=trigger_body())  # the upload itself starts one
-    head = s3.head_object(Bucket=stack.bucket, Key=key)
-    record = {"s3": {"bucket": {"name": stack.bucket},
-                     "object": {"key": key, "eTag": head["ETag"].strip('"')}}}
+    put = s3.put_object(Bucket=stack.bucket, Key=key, Body=trigger_body())  # the upload starts one
+    record = {"s3": {"bucket": {"name": stack.bucket},  # the record S3 sends for that upload
+                     "object": {"key": key, "eTag": put["ETag"].strip('"'), "versionId": put["VersionId"]}}}
     start_run = stack.resolved.functions["StartRunFunction"].name
     for _ in range(2):  # S3 delivers at least once: the same event twice more
         response = lam.invoke(FunctionName=start_run, Payload=json.dumps({"Records": [record]}))
@@ -98,6 +99,7 @@ def test_a_duplicated_s3_event_starts_one_execution(stack):
 
     execution = find_execution(stack.client("stepfunctions"), stack.state_machine_arn, key)
     assert execution is not None
+    follow_execution(stack.client("stepfunctions"), execution["executionArn"], say=lambda _: None)
     same_trigger = [e for e in executions(stack) if e["name"] == execution["name"]]
     assert len(same_trigger) == 1
 
@@ -116,9 +118,64 @@ def test_a_rejected_trigger_gets_a_record_and_starts_nothing(stack, tmp_path):
     assert s3.get_object(Bucket=stack.bucket, Key="triggers/bad.json")["Body"].read().startswith(b'{"version"')
 
 
-def test_the_run_is_confined_to_its_prefix(stack, tmp_path):
-    outcome = run_trigger(stack, trigger_body(), "confined.json", tmp_path, say=lambda _: None)
+def test_a_run_writes_only_under_its_own_prefix_and_modifies_no_input(stack, tmp_path):
     s3 = stack.client("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="runs/")["Contents"]]
-    own = [k for k in keys if k.startswith(RunPaths(outcome.run_id).prefix)]
-    assert own and all(k.startswith("runs/") for k in keys)
+
+    def objects() -> dict[str, str]:
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=stack.bucket)
+        return {f"{v['Key']}@{v['VersionId']}": v["ETag"] for p in pages for v in p.get("Versions", [])}
+
+    before = objects()
+    outcome = run_trigger(stack, trigger_body(), "confined.json", tmp_path, say=lambda _: None)
+    after = objects()
+
+    assert outcome.status == "SUCCEEDED"
+    assert all(after[k] == etag for k, etag in before.items())  # nothing changed or deleted
+    new_keys = {k.rsplit("@", 1)[0] for k in after.keys() - before.keys()}
+    own = RunPaths(outcome.run_id).prefix
+    assert new_keys - {"triggers/confined.json"} and all(
+        k.startswith(own) for k in new_keys - {"triggers/confined.json"})
+
+
+class SlowJobs:
+    """Makes the builtin engine behave like a managed service: training reports IN_PROGRESS
+    at first, so the Wait -> CheckTraining -> Choice loop of the real ASL runs."""
+
+    def __init__(self, monkeypatch, polls_until_done: int | None):
+        from stepml.engines.builtin import BuiltinEngine
+
+        self.polls = 0
+        start, describe = BuiltinEngine.start_training, BuiltinEngine.describe_training
+
+        def start_training(engine, job):
+            return {**start(engine, job), "status": "IN_PROGRESS"}
+
+        def describe_training(engine, job):
+            self.polls += 1
+            done = polls_until_done is not None and self.polls >= polls_until_done
+            return describe(engine, job) if done else {"job_id": job["job_id"], "status": "IN_PROGRESS"}
+
+        monkeypatch.setattr(BuiltinEngine, "start_training", start_training)
+        monkeypatch.setattr(BuiltinEngine, "describe_training", describe_training)
+
+
+def test_the_poll_loop_waits_and_checks_until_the_job_completes(stack, tmp_path, monkeypatch):
+    jobs = SlowJobs(monkeypatch, polls_until_done=3)
+    outcome = run_trigger(stack, trigger_body(), "slow.json", tmp_path, say=lambda _: None)
+
+    assert outcome.status == "SUCCEEDED", outcome.failure
+    entered = [e["stateEnteredEventDetails"]["name"] for e in outcome.events if e["type"].endswith("StateEntered")]
+    assert entered.count("WaitForTraining") == 3 and entered.count("CheckTraining") == 3
+    assert jobs.polls == 3
+
+
+def test_a_job_that_never_finishes_fails_with_poll_timeout(stack, tmp_path, monkeypatch):
+    from stepml import steps
+
+    monkeypatch.setattr(steps, "MAX_POLLS", 4)
+    SlowJobs(monkeypatch, polls_until_done=None)
+    outcome = run_trigger(stack, trigger_body(), "never.json", tmp_path, say=lambda _: None)
+
+    assert outcome.status == "FAILED"
+    assert outcome.failure["error"] == "PollTimeout"
+    assert "not finished after 4 polls" in outcome.failure["cause"]

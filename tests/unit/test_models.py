@@ -1,5 +1,10 @@
 """Specification of the built-in numpy models (stepml.models): learning, determinism,
-the artefact format, and input / parameter validation. Small synthetic data keeps it fast."""
+the artefact format, and input / parameter validation. Small synthetic data keeps it fast.
+
+The tabular tests run the algorithms that take any feature vector (linear, mlp); the cnn
+has its own file (test_cnn.py), and the training loop shared by all three -- validation
+hold-out, early stopping, best weights, time budget -- is specified in
+test_training_budget.py."""
 
 import io
 import json
@@ -12,6 +17,7 @@ import stepml.models.base as base
 from stepml.models import (
     ALGORITHMS,
     FORMAT_VERSION,
+    CNNClassifier,
     MLPClassifier,
     NotFittedError,
     SoftmaxRegression,
@@ -23,10 +29,13 @@ from stepml.models import (
 from stepml.models.mlp import random_shifts
 
 # Small but real settings for each algorithm, so every test runs in well under a second.
+# Early stopping is off so that every run lasts exactly `epochs` (it has its own tests).
 FAST = {
-    "linear": {"epochs": 10},
-    "mlp": {"hidden_units": 32, "epochs": 15, "batch_size": 64, "learning_rate": 0.1},
+    "linear": {"epochs": 10, "early_stopping_patience": 0},
+    "mlp": {"hidden_units": 32, "epochs": 15, "batch_size": 64, "learning_rate": 0.1,
+            "early_stopping_patience": 0},
 }
+TABULAR = sorted(FAST)
 
 
 def blobs(n=600, d=10, k=4, seed=0):
@@ -44,7 +53,7 @@ def data():
     return X[:700], y[:700], X[700:], y[700:]
 
 
-@pytest.fixture(scope="module", params=sorted(ALGORITHMS))
+@pytest.fixture(scope="module", params=TABULAR)
 def fitted(request, data):
     Xtr, ytr, _, _ = data
     return make_model(request.param, FAST[request.param], seed=3).fit(Xtr, ytr)
@@ -70,7 +79,8 @@ def test_fitted_attributes(fitted, data):
     assert fitted.classes_.tolist() == [0, 1, 2, 3]
     assert fitted.n_features_in_ == Xtr.shape[1]
     assert all(w.dtype == np.float32 and w.flags.c_contiguous for w in weights(fitted))
-    assert len(fitted.history_) == fitted.epochs
+    assert len(fitted.history_) == fitted.epochs == fitted.epochs_completed_
+    assert fitted.stop_reason_ == "completed"
     assert fitted.history_[-1]["loss"] < fitted.history_[0]["loss"]
 
 
@@ -193,7 +203,7 @@ def test_random_shifts_are_translations_with_zero_fill():
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", TABULAR)
 def test_same_seed_gives_identical_weights_and_another_seed_differs(algorithm, data):
     Xtr, ytr = data[0], data[1]
     fit = lambda seed: make_model(algorithm, FAST[algorithm], seed=seed).fit(Xtr, ytr)  # noqa: E731
@@ -235,6 +245,22 @@ def test_save_load_round_trip_predicts_identically(fitted, data):
     assert model.metadata_["format_version"] == FORMAT_VERSION
     assert model.metadata_["n_features"] == 10 and model.metadata_["classes"] == [0, 1, 2, 3]
     assert model.history_ == fitted.history_
+    assert model.training_summary() == fitted.training_summary()
+    assert model.metadata_["training_summary"]["stop_reason"] == "completed"
+    assert model.stop_reason_ == fitted.stop_reason_ and model.best_epoch_ == fitted.best_epoch_
+    assert model.metadata_["train_flops_per_sample"] == fitted.train_flops_per_sample()
+
+
+def test_version_1_artefacts_still_load(data):
+    model = SoftmaxRegression(epochs=1).fit(data[0], data[1])
+
+    def as_v1(entries, meta):
+        meta["format_version"] = 1
+        del meta["training_summary"], meta["train_flops_per_sample"]
+    old = load_model(io.BytesIO(rewrite(saved(model), as_v1)))
+    np.testing.assert_array_equal(old.W_, model.W_)
+    with pytest.raises(NotFittedError):
+        old.training_summary()
 
 
 def test_save_load_by_path(fitted, tmp_path):
@@ -293,6 +319,9 @@ def _without_meta(blob):
     (lambda blob: rewrite(blob, lambda e, m: e.update(b_=np.full(4, np.nan, np.float32))), "NaN"),
     (lambda blob: rewrite(blob, lambda e, m: e.update(extra=np.zeros(3, np.float32))), "do not match"),
     (lambda blob: rewrite(blob, lambda e, m: e.update(W_=np.array([object()], dtype=object))), "not a valid"),
+    (lambda blob: rewrite(blob, lambda e, m: m.pop("training_summary")), "training_summary"),
+    (lambda blob: rewrite(blob, lambda e, m: m.update(training_summary=[1])), "training_summary"),
+    (lambda blob: rewrite(blob, lambda e, m: m["training_summary"].update(stop_reason="bored")), "stop_reason"),
 ])
 def test_corrupt_or_mismatched_artefact_is_rejected(data, corrupt, message):
     model = SoftmaxRegression(epochs=1).fit(data[0], data[1])
@@ -313,7 +342,7 @@ def test_a_bare_npy_is_rejected():
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", TABULAR)
 @pytest.mark.parametrize("make_bad, message", [
     (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 17, np.nan, X), y), "NaN"),
     (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 17, np.inf, X), y), "infinity"),
@@ -355,15 +384,18 @@ def test_image_shape_must_match_the_features(data):
 
 
 def test_registry_and_defaults():
-    assert ALGORITHMS == {"linear": SoftmaxRegression, "mlp": MLPClassifier}
+    assert ALGORITHMS == {"linear": SoftmaxRegression, "mlp": MLPClassifier, "cnn": CNNClassifier}
     assert isinstance(make_model("linear", {}, seed=5), SoftmaxRegression)
     model = make_model("mlp", {"image_shape": [28, 28], "epochs": 3}, seed=5)
     assert model.seed == 5 and model.epochs == 3 and model.get_params()["image_shape"] == [28, 28]
     assert "seed" not in default_params("mlp") and default_params("linear")["batch_size"] == 128
+    for algorithm in ALGORITHMS:
+        params = default_params(algorithm)
+        assert params["validation_fraction"] == 0.05 and params["early_stopping_patience"] == 3
 
 
 @pytest.mark.parametrize("algorithm, params, seed, message", [
-    ("xgboost", {}, 0, "unknown algorithm 'xgboost'; choose one of: linear, mlp"),
+    ("xgboost", {}, 0, "unknown algorithm 'xgboost'; choose one of: linear, mlp, cnn"),
     ("linear", {"epoch": 3}, 0, "unknown parameter.*epoch.*valid parameters: epochs"),
     ("linear", {"epochs": 0}, 0, "'epochs' must be an integer >= 1"),
     ("linear", {"epochs": 2.5}, 0, "'epochs'"),
@@ -379,7 +411,30 @@ def test_registry_and_defaults():
     ("mlp", {}, -1, "'seed'"),
     ("mlp", {"seed": 2}, 1, "conflicting seeds"),
     ("mlp", [1, 2], 1, "JSON object"),
+    ("linear", {"validation_fraction": 0.6}, 0, "'validation_fraction' must be a number >= 0.0 and <= 0.5"),
+    ("linear", {"validation_fraction": -0.1}, 0, "'validation_fraction'"),
+    ("mlp", {"early_stopping_patience": -1}, 0, "'early_stopping_patience'"),
+    ("mlp", {"early_stopping_patience": 1.5}, 0, "'early_stopping_patience'"),
 ])
 def test_make_model_rejects_bad_requests(algorithm, params, seed, message):
     with pytest.raises(ValueError, match=message):
         make_model(algorithm, params, seed)
+
+
+# --------------------------------------------------------------------------------------
+# FLOP accounting
+# --------------------------------------------------------------------------------------
+
+
+def test_train_flops_per_sample_counts_the_matrix_products(fitted):
+    d, k = 10, 4
+    if fitted.algorithm == "linear":
+        expected = 2 * (2 * d * k)                       # X W and X^T G
+    else:
+        h = fitted.hidden_units
+        expected = 2 * (2 * d * h + 3 * h * k)           # X W1, H W2 / H^T dZ, dZ W2^T, X^T dH
+    assert fitted.train_flops_per_sample() == expected
+    assert fitted.training_summary()["train_flops_per_sample"] == expected
+    assert type(fitted)().train_flops_per_sample(784, 10) > 0     # unfitted, dimensions given
+    with pytest.raises(NotFittedError):
+        type(fitted)().train_flops_per_sample()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stepml.storage import check_key, split_s3_uri
+from stepml.storage import check_key
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a/./b", "a//b", "a\\b", "a\x00b"])
@@ -13,9 +13,3 @@ def test_hostile_keys_are_refused(key):
 
 def test_ordinary_keys_pass():
     assert check_key("runs/x-1/report/report.json") == "runs/x-1/report/report.json"
-
-
-def test_split_s3_uri():
-    assert split_s3_uri("s3://bucket/a/b.json") == ("bucket", "a/b.json")
-    with pytest.raises(ValueError):
-        split_s3_uri("https://bucket/a")

@@ -57,6 +57,8 @@ def test_malformed_bytes_are_rejected_with_the_reason(raw, message):
     ({"model": {"type": "MULTICLASS", "algorithm": "linear", "parameters": {"epochs": -5}}}, "epochs"),
     ({"model": {"type": "MULTICLASS", "algorithm": "linear", "parameters": {"bogus": 1}}}, "bogus"),
     ({"quality_gate": {"min_accuracy": 1.5}}, "min_accuracy"),
+    ({"model": {"type": "MULTICLASS", "algorithm": "mlp", "parameters": {"n_classes": 10**6}}}, "n_classes"),
+    ({"model": {"type": "MULTICLASS", "algorithm": "mlp", "parameters": {"seed": 1}}}, "model.seed"),
 ])
 def test_invalid_fields_are_rejected_naming_the_field(change, message):
     with pytest.raises(TriggerRejected, match=message):
@@ -73,8 +75,53 @@ def test_run_id_is_deterministic_and_a_valid_execution_name():
 
 def test_s3_record_keys_are_url_decoded():
     record = {"s3": {"bucket": {"name": "b"}, "object": {"key": "triggers/a+b%21.json", "eTag": "e"}}}
-    assert trigger.object_from_s3_record(record) == ("b", "triggers/a b!.json", "e")
+    assert trigger.object_from_s3_record(record) == ("b", "triggers/a b!.json", None, "e")
+
+
+def test_the_version_id_names_the_run_when_the_bucket_is_versioned():
+    record = {"s3": {"bucket": {"name": "b"}, "object": {"key": "k", "eTag": "e", "versionId": "v"}}}
+    assert trigger.object_from_s3_record(record)[2:] == ("v", "v")
+
+
+@pytest.mark.parametrize("record", [{}, {"s3": {}}, {"s3": {"bucket": {"name": "b"}, "object": {}}}, "x"])
+def test_records_that_are_not_s3_object_events_are_refused(record):
+    with pytest.raises(ValueError, match="not an S3 object event"):
+        trigger.object_from_s3_record(record)
+
+
+def test_deeply_nested_json_is_a_rejection_not_a_crash():
+    with pytest.raises(TriggerRejected, match="nests too deeply"):
+        trigger.parse(b"[" * 30_000 + b"]" * 30_000)  # under the size limit, over the recursion limit
 
 
 def test_rejection_records_cannot_trigger_a_run_themselves():
     assert not trigger.is_trigger_key(trigger.rejection_key("triggers/x.json"))
+
+
+@pytest.mark.parametrize("preset, algorithm", [("fast", "linear"), ("balanced", "mlp")])
+def test_a_preset_names_its_algorithm(preset, algorithm):
+    parsed = parse({**VALID, "model": {"type": "MULTICLASS", "preset": preset}})
+    assert parsed["model"]["algorithm"] == algorithm
+
+
+def test_no_preset_and_no_algorithm_means_balanced():
+    parsed = parse({**VALID, "model": {"type": "MULTICLASS"}})
+    assert (parsed["model"]["preset"], parsed["model"]["algorithm"]) == ("balanced", "mlp")
+
+
+def test_preset_parameters_are_overridable_one_by_one_within_their_ranges():
+    parsed = parse({**VALID, "model": {"type": "MULTICLASS", "preset": "fast", "parameters": {"epochs": 2}}})
+    assert parsed["model"]["parameters"] == {"epochs": 2}
+    with pytest.raises(TriggerRejected, match="epochs"):
+        parse({**VALID, "model": {"type": "MULTICLASS", "preset": "fast", "parameters": {"epochs": 10**6}}})
+
+
+def test_a_preset_that_contradicts_the_algorithm_is_rejected():
+    with pytest.raises(TriggerRejected, match="preset 'fast' means algorithm 'linear'"):
+        parse({**VALID, "model": {"type": "MULTICLASS", "preset": "fast", "algorithm": "mlp"}})
+
+
+@pytest.mark.parametrize("budget", [0, -1, 901, "10"])
+def test_time_budget_must_be_a_sane_number_of_seconds(budget):
+    with pytest.raises(TriggerRejected, match="time_budget_seconds"):
+        parse({**VALID, "model": {"type": "MULTICLASS", "time_budget_seconds": budget}})
