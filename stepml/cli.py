@@ -121,6 +121,11 @@ def _log_printer(verbose: bool):
 
 
 def _summarise(outcome) -> None:
+    summary = (outcome.report or {}).get("training", {}).get("summary")
+    if summary:
+        print(f"training: {summary['epochs_completed']}/{summary['epochs_planned']} epochs in "
+              f"{summary['seconds']:.1f} s, stopped: {summary['stop_reason']}, "
+              f"model from epoch {summary['best_epoch']}")
     if outcome.report:
         metrics = outcome.report["metrics"]
         print(f"accuracy {100 * metrics['accuracy']:.2f}%   macro-F1 (MulticlassAvgFScore) "

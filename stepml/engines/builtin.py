@@ -30,8 +30,11 @@ class BuiltinEngine:
                                   seed=job["seed"])
 
         def on_epoch(epoch: int, info: dict) -> None:
-            log.info("epoch %d/%d: loss %.4f, train accuracy %.2f%%, %.1f s", epoch, info["epochs"],
-                     info["loss"], 100 * info["train_accuracy"], info["seconds"])
+            validation = info.get("val_accuracy")
+            log.info("epoch %d/%d: loss %.4f, train accuracy %.2f%%%s, %.1f s", epoch, info["epochs"],
+                     info["loss"], 100 * info["train_accuracy"],
+                     "" if validation is None else f", validation accuracy {100 * validation:.2f}%",
+                     info["seconds"])
 
         budget = job.get("time_budget_s")
         if budget is not None:  # loading the data already spent part of it

@@ -417,6 +417,7 @@ class BaseSoftmaxClassifier:
         the data's scale); the model is then left unfitted.
         """
         start = _clock()
+        self.training_summary_ = None
         if time_budget_s is not None and (not _is_number(time_budget_s) or not math.isfinite(time_budget_s)
                                           or time_budget_s <= 0):
             raise ValueError(f"time_budget_s must be a positive number of seconds or None; "
@@ -547,7 +548,7 @@ class BaseSoftmaxClassifier:
             if partial:
                 self.stop_reason_ = "time_budget"
                 break
-            if patience and stale >= patience:
+            if patience and stale >= patience and epoch + 1 < self.epochs:
                 self.stop_reason_ = "early_stopping"
                 break
             if budget.active and epoch + 1 < self.epochs:

@@ -38,6 +38,9 @@ order (channel, row offset, column offset), i.e. PyTorch's ``(F, C, k, k)`` flat
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -68,7 +71,54 @@ class _Conv(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------
-# Building blocks (pure functions on NHWC float32 arrays)
+# Threads for the non-matrix steps
+# ----------------------------------------------------------------------------------------
+
+#: Threads that run the non-BLAS steps (copies, pooling, col2im). numpy releases the GIL in
+#: its copy and ufunc loops, so they run in parallel; the work is split by channel (the
+#: first axis) and every element and per-channel sum is computed the same way whatever the
+#: split, so results do not depend on this number. BLAS keeps its own thread count.
+ELEMENTWISE_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                 else os.cpu_count() or 1))
+#: Arrays smaller than this many elements per thread are not worth a thread hand-off.
+_MIN_ELEMENTS_PER_THREAD = 1 << 15
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _forget_executor() -> None:
+    """A forked child has none of the parent's threads: start a fresh pool if it needs one."""
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executor)
+
+
+def _split(n: int, elements: int, part) -> None:
+    """Run ``part(lo, hi)`` over consecutive slices of ``range(n)``, in parallel when worth it."""
+    parts = min(ELEMENTWISE_THREADS, n, max(1, elements // _MIN_ELEMENTS_PER_THREAD))
+    if parts <= 1:
+        part(0, n)
+        return
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor._max_workers < parts - 1:
+            _executor = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="stepml-cnn")
+        executor = _executor
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [executor.submit(part, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    try:
+        part(bounds[0], bounds[1])
+    finally:
+        for future in futures:
+            future.result()                      # re-raises a worker's exception
+
+
+# ----------------------------------------------------------------------------------------
+# Building blocks (pure functions on channels-first, batch-last float32 arrays)
 # ----------------------------------------------------------------------------------------
 
 
@@ -76,12 +126,14 @@ def im2col(A: np.ndarray, k: int) -> np.ndarray:
     """Patch matrix (C*k*k, Ho*Wo*m) of ``A`` (C, H, W, m), valid mode, stride 1.
 
     Row order (channel, row offset, column offset); column order (row, column, image). One
-    copy of a transposed sliding-window view whose innermost run is the ``m`` images.
+    copy of a transposed sliding-window view whose innermost run is ``Wo*m`` floats.
     """
     c, h, w, m = A.shape
     ho, wo = h - k + 1, w - k + 1
-    view = sliding_window_view(A, (k, k), axis=(1, 2))           # (C, Ho, Wo, m, k, k)
-    return np.ascontiguousarray(view.transpose(0, 4, 5, 1, 2, 3)).reshape(c * k * k, ho * wo * m)
+    view = sliding_window_view(A, (k, k), axis=(1, 2)).transpose(0, 4, 5, 1, 2, 3)  # (C, k, k, Ho, Wo, m)
+    out = np.empty(view.shape, dtype=A.dtype)
+    _split(c, out.size, lambda lo, hi: np.copyto(out[lo:hi], view[lo:hi]))
+    return out.reshape(c * k * k, ho * wo * m)
 
 
 def im2col_pool_order(images: np.ndarray, k: int, hp: int, wp: int) -> np.ndarray:
@@ -94,8 +146,10 @@ def im2col_pool_order(images: np.ndarray, k: int, hp: int, wp: int) -> np.ndarra
     """
     m = images.shape[2]
     view = sliding_window_view(images, (k, k), axis=(0, 1))[:2 * hp, :2 * wp]  # (2hp, 2wp, m, k, k)
-    view = view.reshape(hp, 2, wp, 2, m, k, k)                      # still a view
-    return np.ascontiguousarray(view.transpose(5, 6, 1, 3, 0, 2, 4)).reshape(k * k, 4 * hp * wp * m)
+    view = view.reshape(hp, 2, wp, 2, m, k, k).transpose(5, 6, 1, 3, 0, 2, 4)  # (k, k, 2, 2, hp, wp, m)
+    out = np.empty(view.shape, dtype=images.dtype)
+    _split(k, out.size, lambda lo, hi: np.copyto(out[lo:hi], view[lo:hi]))
+    return out.reshape(k * k, 4 * hp * wp * m)
 
 
 def col2im(dcols: np.ndarray, shape: tuple[int, int, int, int], k: int) -> np.ndarray:
@@ -107,9 +161,13 @@ def col2im(dcols: np.ndarray, shape: tuple[int, int, int, int], k: int) -> np.nd
     ho, wo = h - k + 1, w - k + 1
     d = dcols.reshape(c, k, k, ho, wo, m)
     out = np.zeros(shape, dtype=dcols.dtype)
-    for i in range(k):
-        for j in range(k):
-            out[:, i:i + ho, j:j + wo, :] += d[:, i, j]
+
+    def part(lo, hi):
+        o = out[lo:hi]
+        for i in range(k):
+            for j in range(k):
+                o[:, i:i + ho, j:j + wo, :] += d[lo:hi, i, j]
+    _split(c, d.size, part)
     return out
 
 
@@ -127,17 +185,25 @@ def pool_bias_relu(corners, bias: np.ndarray, keep_masks: bool = True):
     Returns ``(P, masks)`` with ``P`` C-contiguous and ``masks`` the three comparisons that
     locate each window's (first) maximum, for :func:`pool_bias_relu_backward`.
     """
-    a, b, c, d = corners
-    masks = None
-    if keep_masks:
-        masks = (np.greater_equal(a, b), np.greater_equal(c, d))
-    top = np.maximum(a, b)
-    bottom = np.maximum(c, d)
-    if keep_masks:
-        masks += (np.greater_equal(top, bottom),)
-    P = np.maximum(top, bottom, out=top)
-    P += bias.reshape((-1,) + (1,) * (P.ndim - 1))
-    np.maximum(P, 0.0, out=P)
+    shape = corners[0].shape
+    P = np.empty(shape, dtype=corners[0].dtype)
+    masks = tuple(np.empty(shape, dtype=bool) for _ in range(3)) if keep_masks else None
+    bias = bias.reshape((-1,) + (1,) * (len(shape) - 1))
+
+    def part(lo, hi):
+        a, b, c, d = (x[lo:hi] for x in corners)
+        top = P[lo:hi]
+        np.maximum(a, b, out=top)
+        bottom = np.maximum(c, d)
+        if keep_masks:
+            ab, cd, upper = (mask[lo:hi] for mask in masks)
+            np.greater_equal(a, b, out=ab)
+            np.greater_equal(c, d, out=cd)
+            np.greater_equal(top, bottom, out=upper)
+        np.maximum(top, bottom, out=top)
+        top += bias[lo:hi]
+        np.maximum(top, 0.0, out=top)
+    _split(shape[0], P.size, part)
     return P, masks
 
 
@@ -146,16 +212,20 @@ def pool_bias_relu_backward(dP: np.ndarray, P: np.ndarray, masks, out_corners) -
 
     ``dP`` (same shape as ``P``) is overwritten.
     """
-    ab, cd, top = masks
-    da, db, dc, dd = out_corners
-    dP *= P > 0                                    # ReLU
-    gbias = dP.reshape(dP.shape[0], -1).sum(axis=1)
-    g_top = np.multiply(dP, top)
-    np.subtract(dP, g_top, out=dP)                 # dP is now the bottom row's share
-    np.multiply(g_top, ab, out=da)
-    np.subtract(g_top, da, out=db)
-    np.multiply(dP, cd, out=dc)
-    np.subtract(dP, dc, out=dd)
+    gbias = np.empty(P.shape[0], dtype=dP.dtype)
+
+    def part(lo, hi):
+        g, ab, cd, upper = dP[lo:hi], masks[0][lo:hi], masks[1][lo:hi], masks[2][lo:hi]
+        da, db, dc, dd = (x[lo:hi] for x in out_corners)
+        g *= P[lo:hi] > 0                          # ReLU
+        gbias[lo:hi] = g.reshape(hi - lo, -1).sum(axis=1)
+        g_top = np.multiply(g, upper)
+        np.subtract(g, g_top, out=g)               # g is now the bottom row's share
+        np.multiply(g_top, ab, out=da)
+        np.subtract(g_top, da, out=db)
+        np.multiply(g, cd, out=dc)
+        np.subtract(g, dc, out=dd)
+    _split(P.shape[0], P.size, part)
     return gbias
 
 
@@ -190,10 +260,11 @@ class CNNClassifier(BaseSoftmaxClassifier):
     seed : seed of the initial weights, the shuffling, the augmentation and the hold-out.
     n_classes : number of classes; inferred as ``max(y) + 1`` when None.
 
-    Fitted attributes: ``conv1_W_`` (k*k, conv1_filters), ``conv1_b_``, ``conv2_W_``
-    (k*k*conv1_filters, conv2_filters), ``conv2_b_``, ``dense_W_`` (flat, hidden_units),
-    ``dense_b_``, ``out_W_``, ``out_b_`` (the layers that are left out have no arrays), all
-    float32, plus those of :class:`~stepml.models.base.BaseSoftmaxClassifier`.
+    Fitted attributes: ``conv1_W_`` (conv1_filters, k*k), ``conv1_b_``, ``conv2_W_``
+    (conv2_filters, conv1_filters*k*k), ``conv2_b_``, ``dense_W_`` (flat, hidden_units),
+    ``dense_b_``, ``out_W_`` (hidden_units or flat, n_classes), ``out_b_`` (the layers that
+    are left out have no arrays), all float32, plus those of
+    :class:`~stepml.models.base.BaseSoftmaxClassifier`.
     """
 
     algorithm = "cnn"
@@ -215,9 +286,9 @@ class CNNClassifier(BaseSoftmaxClassifier):
     }
     _warmup_fraction = 0.03
 
-    def __init__(self, conv1_filters: int = 32, conv2_filters: int = 64, kernel_size: int = 5,
-                 hidden_units: int = 256, epochs: int = 8, batch_size: int = 128,
-                 learning_rate: float = 0.05, momentum: float = 0.9, l2: float = 5e-4,
+    def __init__(self, conv1_filters: int = 16, conv2_filters: int = 32, kernel_size: int = 5,
+                 hidden_units: int = 128, epochs: int = 6, batch_size: int = 128,
+                 learning_rate: float = 0.1, momentum: float = 0.9, l2: float = 5e-4,
                  shift_pixels: int = 2, image_shape: tuple[int, int] | None = None,
                  validation_fraction: float = 0.05, early_stopping_patience: int = 3,
                  seed: int = 0, n_classes: int | None = None):
@@ -293,9 +364,11 @@ class CNNClassifier(BaseSoftmaxClassifier):
         k = int(self.kernel_size)
         macs = 0
         for i, s in enumerate(self._stages()):
-            conv = s.ho * s.wo * k * k * s.c * s.f
-            # forward + filter gradient; + patch gradient for every layer but the first
-            macs += conv * (2 if i == 0 else 3)
+            if i == 0:
+                # Only the outputs that pooling keeps are computed; no input gradient.
+                macs += 2 * (2 * s.hp) * (2 * s.wp) * k * k * s.c * s.f    # forward, filter gradient
+            else:
+                macs += 3 * s.ho * s.wo * k * k * s.c * s.f                # + patch gradient
         width = self._flat_features(self._stages())
         for units in ([int(self.hidden_units)] if self.hidden_units else []) + [n_cls]:
             macs += 3 * width * units           # forward, weight gradient, input gradient
@@ -455,7 +528,6 @@ class CNNClassifier(BaseSoftmaxClassifier):
 
     def _logits(self, X):
         self._geometry = self._stages()
-        h, w = self.image_shape
         rows = max(1, min(1024, PREDICT_CHUNK_BYTES // (4 * self._activation_floats_per_sample(False))))
         out = np.empty((X.shape[0], self.n_classes_), dtype=FLOAT)
         for lo in range(0, X.shape[0], rows):

@@ -179,3 +179,21 @@ def test_a_job_that_never_finishes_fails_with_poll_timeout(stack, tmp_path, monk
     assert outcome.status == "FAILED"
     assert outcome.failure["error"] == "PollTimeout"
     assert "not finished after 4 polls" in outcome.failure["cause"]
+
+
+def test_a_time_budgeted_run_says_how_many_epochs_ran_and_why_it_stopped(stack, tmp_path):
+    body = json.dumps({
+        "version": "1",
+        "dataset": {"kind": "mnist", "source": "s3", "s3_prefix": "data/mnist/"},
+        "model": {"type": "MULTICLASS", "preset": "balanced", "time_budget_seconds": 1,
+                  "parameters": {"epochs": 500, "early_stopping_patience": 0}},
+    }).encode()
+    outcome = run_trigger(stack, body, "budget.json", tmp_path, say=lambda _: None)
+
+    assert outcome.status == "SUCCEEDED", outcome.failure
+    summary = outcome.report["training"]["summary"]
+    assert summary["stop_reason"] == "time_budget"
+    assert 1 <= summary["epochs_completed"] < 500
+    assert summary["seconds"] < 3  # stopped at the budget, not long after
+    assert len(outcome.report["training"]["history"]) >= summary["epochs_completed"]
+    assert "val_accuracy" in outcome.report["training"]["history"][0]  # the validation curve

@@ -11,11 +11,11 @@ import stepml.models.cnn as cnn
 from stepml import mnist
 from stepml.models import CNNClassifier, load_model, make_model, save_model
 from stepml.models.base import softmax_cross_entropy
-from stepml.models.cnn import (conv_input_gradient, im2col, im2col_pool_order, pool_bias_relu,
-                               pool_bias_relu_backward)
+from stepml.models.cnn import col2im, im2col, im2col_pool_order, pool_bias_relu, pool_bias_relu_backward
 
-SMALL = {"conv1_filters": 6, "conv2_filters": 8, "kernel_size": 5, "hidden_units": 32,
-         "epochs": 8, "batch_size": 32, "learning_rate": 0.05, "image_shape": [28, 28]}
+# Few, largish minibatches: the tests stay fast even where BLAS threads compete for the cores.
+SMALL = {"conv1_filters": 8, "conv2_filters": 16, "kernel_size": 5, "hidden_units": 64,
+         "epochs": 5, "batch_size": 64, "learning_rate": 0.1, "image_shape": [28, 28]}
 
 
 @pytest.fixture(scope="module")
@@ -41,79 +41,79 @@ def weights(model):
 
 
 def naive_conv(A, K, k):
-    """Valid cross-correlation of A (m, H, W, C) with K (k*k*C, F), one output pixel at a time."""
-    m, h, w, c = A.shape
-    Kr = K.reshape(k, k, c, -1)
-    out = np.zeros((m, h - k + 1, w - k + 1, Kr.shape[-1]))
+    """Valid cross-correlation of A (C, H, W, m) with K (F, C*k*k), one output pixel at a time."""
+    c, h, w, m = A.shape
+    Kr = K.reshape(-1, c, k, k)
+    out = np.zeros((Kr.shape[0], h - k + 1, w - k + 1, m))
     for r in range(h - k + 1):
         for s in range(w - k + 1):
-            out[:, r, s] = np.einsum("mijc,ijcf->mf", A[:, r:r + k, s:s + k], Kr)
+            out[:, r, s] = np.einsum("cijm,fcij->fm", A[:, r:r + k, s:s + k], Kr)
     return out
 
 
-def test_im2col_is_a_convolution_and_the_input_gradient_its_adjoint(monkeypatch):
-    monkeypatch.setattr(cnn, "_BLOCK_IMAGES", 2)              # several image blocks, one short
+def test_im2col_is_a_convolution_and_col2im_its_adjoint():
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((5, 7, 6, 4))
-    K = rng.standard_normal((9 * 4, 3))
+    A = rng.standard_normal((4, 7, 6, 5))                   # (C, H, W, m)
+    K = rng.standard_normal((3, 4 * 9))
     cols = im2col(A, 3)
-    np.testing.assert_allclose((cols @ K).reshape(5, 5, 4, 3), naive_conv(A, K, 3), atol=1e-12)
-    # <conv(A), dY> = <A, conv_input_gradient(dY)> for every A and dY.
-    dY = rng.standard_normal((5 * 5 * 4, 3))
-    dA = conv_input_gradient(dY, K, A.shape, 3)
+    np.testing.assert_allclose((K @ cols).reshape(3, 5, 4, 5), naive_conv(A, K, 3), atol=1e-12)
+    # <cols, D> = <A, col2im(D)> for every A and D.
+    D = rng.standard_normal(cols.shape)
+    dA = col2im(D, A.shape, 3)
     assert dA.shape == A.shape
-    assert np.sum((cols @ K) * dY) == pytest.approx(np.sum(A * dA), rel=1e-12)
+    assert np.sum(cols * D) == pytest.approx(np.sum(A * dA), rel=1e-12)
 
 
 def test_pool_order_patches_give_the_convolution_at_each_pooling_corner():
     rng = np.random.default_rng(1)
-    images = rng.standard_normal((2, 9, 8))           # 7 x 6 output: the odd last row is dropped
-    K = rng.standard_normal((9, 3))
-    Y = (im2col_pool_order(images, 3, 3, 3).T @ K).reshape(2, 2, 2, 3, 3, 3)
-    reference = naive_conv(images[..., None], K, 3)
+    images = rng.standard_normal((9, 8, 2))               # 7 x 6 output: the odd last row is dropped
+    K = rng.standard_normal((3, 9))
+    Y = (K @ im2col_pool_order(images, 3, 3, 3)).reshape(3, 2, 2, 3, 3, 2)
+    reference = naive_conv(images[None], K, 3)
     for qi in (0, 1):
         for qj in (0, 1):
-            np.testing.assert_allclose(Y[qi, qj], reference[:, qi:6:2, qj:6:2], atol=1e-12)
+            np.testing.assert_allclose(Y[:, qi, qj], reference[:, qi:6:2, qj:6:2], atol=1e-12)
 
 
 def test_pooling_matches_a_reference_and_routes_gradients_to_one_maximum():
     rng = np.random.default_rng(2)
-    Y = rng.standard_normal((2, 4, 6, 3)).astype(np.float32)
+    Y = rng.standard_normal((3, 4, 6, 2)).astype(np.float32)     # (F, Ho, Wo, m)
     Y[0, :2, :2, 0] = 0.7                              # a tie: all four corners equal
     bias = rng.standard_normal(3).astype(np.float32)
-    corners = cnn._corners(Y, 2, 3)
-    P, masks = pool_bias_relu(corners, bias)
-    reference = np.maximum(Y.reshape(2, 2, 2, 3, 2, 3).max(axis=(2, 4)) + bias, 0)
+    P, masks = pool_bias_relu(cnn._corners(Y, 2, 3), bias)
+    windows = Y.reshape(3, 2, 2, 3, 2, 2)
+    reference = np.maximum(windows.max(axis=(2, 4)) + bias[:, None, None, None], 0)
     np.testing.assert_array_equal(P, reference)
-    dP = np.ones_like(P)
     dY = np.empty_like(Y)
-    gbias = pool_bias_relu_backward(dP.copy(), P, masks, cnn._corners(dY, 2, 3))
-    window_sums = dY.reshape(2, 2, 2, 3, 2, 3).sum(axis=(2, 4))
+    gbias = pool_bias_relu_backward(np.ones_like(P), P, masks, cnn._corners(dY, 2, 3))
+    window_sums = dY.reshape(3, 2, 2, 3, 2, 2).sum(axis=(2, 4))
     np.testing.assert_array_equal(window_sums, (P > 0).astype(np.float32))   # one winner per window
-    np.testing.assert_array_equal(gbias, (P > 0).sum(axis=(0, 1, 2)))
+    np.testing.assert_array_equal(gbias, (P > 0).sum(axis=(1, 2, 3)))
     if P[0, 0, 0, 0] > 0:
         assert dY[0, 0, 0, 0] == 1 and dY[0, :2, :2, 0].sum() == 1          # the first of the tied
 
 
-@pytest.mark.parametrize("arch", [
-    {"conv1_filters": 3, "conv2_filters": 4, "kernel_size": 3, "hidden_units": 5},
-    {"conv1_filters": 3, "conv2_filters": 0, "kernel_size": 2, "hidden_units": 0},
+@pytest.mark.parametrize("arch, shape", [
+    ({"conv1_filters": 3, "conv2_filters": 4, "kernel_size": 3, "hidden_units": 5}, (11, 10)),
+    ({"conv1_filters": 2, "conv2_filters": 3, "kernel_size": 3, "hidden_units": 4}, (12, 13)),  # odd conv2
+    ({"conv1_filters": 3, "conv2_filters": 0, "kernel_size": 2, "hidden_units": 0}, (11, 10)),
 ])
-def test_gradients_match_finite_differences(arch):
+def test_gradients_match_finite_differences(arch, shape):
     # The training step in float64 (lr 1, no momentum or decay): the update is minus the gradient.
     rng = np.random.default_rng(3)
-    model = CNNClassifier(**arch, image_shape=(11, 10), shift_pixels=0, momentum=0.0, l2=0.0)
+    d = shape[0] * shape[1]
+    model = CNNClassifier(**arch, image_shape=shape, shift_pixels=0, momentum=0.0, l2=0.0)
     model.n_classes_ = 4
-    model._init_weights(110, 4, rng)
+    model._init_weights(d, 4, rng)
     for name in model._weight_names:
         w = getattr(model, name)
         setattr(model, name, w.astype(np.float64) + 0.1 * rng.standard_normal(w.shape))
         model._velocity[name] = np.zeros(w.shape)
-    X, y = rng.random((6, 110)), rng.integers(0, 4, 6)
+    X, y = rng.random((6, d)), rng.integers(0, 4, 6)
 
     def loss():
-        flat, _ = model._conv_forward(X.reshape(6, 11, 10), training=False)
-        return softmax_cross_entropy(model._dense_forward(flat)[1], y)[1]
+        flat_t, _ = model._conv_forward(X, training=False)
+        return softmax_cross_entropy(model._dense_forward(flat_t)[1], y)[1]
 
     before = {name: getattr(model, name).copy() for name in model._weight_names}
     model._train_batch(X.copy(), y, 1.0, rng)
@@ -167,6 +167,19 @@ def test_same_seed_same_weights_other_seed_differs(digits):
     assert not np.array_equal(a.conv1_W_, c.conv1_W_)
 
 
+def test_results_do_not_depend_on_the_elementwise_thread_count(digits, monkeypatch):
+    params = {**SMALL, "epochs": 1}
+    fit = lambda: make_model("cnn", params, seed=4).fit(digits[0][:200], digits[1][:200])  # noqa: E731
+    monkeypatch.setattr(cnn, "ELEMENTWISE_THREADS", 1)
+    one = fit()
+    monkeypatch.setattr(cnn, "ELEMENTWISE_THREADS", 3)
+    monkeypatch.setattr(cnn, "_MIN_ELEMENTS_PER_THREAD", 1)    # split even tiny arrays
+    three = fit()
+    for name in one._weight_names:
+        np.testing.assert_array_equal(getattr(one, name), getattr(three, name))
+    np.testing.assert_array_equal(one.predict_proba(digits[2]), three.predict_proba(digits[2]))
+
+
 def test_prediction_runs_in_bounded_chunks_with_the_same_result(fitted, digits, monkeypatch):
     whole = fitted.predict_proba(digits[2])
     monkeypatch.setattr(cnn, "PREDICT_CHUNK_BYTES", 1)      # one image per chunk
@@ -174,12 +187,12 @@ def test_prediction_runs_in_bounded_chunks_with_the_same_result(fitted, digits, 
 
 
 def test_flops_per_sample_from_the_architecture(fitted):
-    # 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4; 4*4*8 = 128 features -> 32 -> 10
-    conv1 = 24 * 24 * 25 * 1 * 6
-    conv2 = 8 * 8 * 25 * 6 * 8
-    dense = 128 * 32 + 32 * 10
+    # 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4; 4*4*16 = 256 features -> 64 -> 10
+    conv1 = 24 * 24 * 25 * 1 * 8
+    conv2 = 8 * 8 * 25 * 8 * 16
+    dense = 256 * 64 + 64 * 10
     assert fitted.train_flops_per_sample() == 2 * (2 * conv1 + 3 * conv2 + 3 * dense)
-    assert CNNClassifier(image_shape=(28, 28)).train_flops_per_sample(784, 10) > 20_000_000
+    assert CNNClassifier(image_shape=(28, 28)).train_flops_per_sample(784, 10) == 6_237_696   # defaults
 
 
 # --------------------------------------------------------------------------------------
@@ -198,10 +211,10 @@ def test_save_load_round_trip(fitted, digits):
     assert isinstance(model, CNNClassifier) and model.get_params() == fitted.get_params()
     np.testing.assert_array_equal(model.predict_proba(digits[2]), fitted.predict_proba(digits[2]))
     meta = model.metadata_
-    assert meta["params"]["image_shape"] == [28, 28] and meta["params"]["conv2_filters"] == 8
+    assert meta["params"]["image_shape"] == [28, 28] and meta["params"]["conv2_filters"] == 16
     assert meta["input_scale"] == pytest.approx(1 / 255) and meta["classes"] == list(range(10))
     assert meta["training_summary"] == fitted.training_summary()
-    assert meta["weights"]["conv2_W_"] == [150, 8]
+    assert meta["weights"]["conv2_W_"] == [16, 200]
 
 
 def rewrite(blob, change):
@@ -216,7 +229,7 @@ def rewrite(blob, change):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda e, m: e.update(conv2_W_=np.zeros((150, 9), np.float32)), r"conv2_W_.*expected float32\[150, 8\]"),
+    (lambda e, m: e.update(conv2_W_=np.zeros((9, 200), np.float32)), r"conv2_W_.*expected float32\[16, 200\]"),
     (lambda e, m: e.pop("conv2_W_"), "do not match"),
     (lambda e, m: e.pop("dense_b_"), "do not match"),
     (lambda e, m: m["params"].update(conv2_filters=0), "do not match"),

