@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make demo   set up .venv and run the whole MNIST pipeline on the local stack
 #   make test   set up .venv with the dev extras and run every test
+#   make bench  (optional) benchmark the built-in models against scikit-learn
 # Offline? Point the MNIST loader at a folder: STEPML_MNIST_DIR=../shared/datasets/mnist make demo
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 PRESET ?= balanced
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 demo: $(VENV)/.local-installed
 	$(BIN)/stepml demo --preset $(PRESET)
@@ -20,6 +21,11 @@ test: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint
+
+# Built-in models vs scikit-learn on real MNIST, one table + bench/results.json.
+# e.g. make bench BENCH_ARGS="--repeats 3 --wait-quiet 300"
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +38,10 @@ $(VENV)/.local-installed: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.local-installed
+
+$(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) stepml-runs .aws-sam .pytest_cache *.egg-info
