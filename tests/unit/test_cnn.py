@@ -2,16 +2,15 @@
 references, exact gradients, learning, determinism, the artefact and parameter limits."""
 
 import io
-import json
 
 import numpy as np
 import pytest
 
 import stepml.models.cnn as cnn
-from stepml import mnist
 from stepml.models import CNNClassifier, load_model, make_model, save_model
 from stepml.models.base import softmax_cross_entropy
 from stepml.models.cnn import col2im, im2col, im2col_pool_order, pool_bias_relu, pool_bias_relu_backward
+from tests.unit.model_helpers import rewrite, synthetic_digits
 
 # Few, largish minibatches: the tests stay fast even where BLAS threads compete for the cores.
 SMALL = {"conv1_filters": 8, "conv2_filters": 16, "kernel_size": 5, "hidden_units": 64,
@@ -20,10 +19,7 @@ SMALL = {"conv1_filters": 8, "conv2_filters": 16, "kernel_size": 5, "hidden_unit
 
 @pytest.fixture(scope="module")
 def digits():
-    splits = mnist.load_splits(mnist.synthetic_mnist(n_train=800, n_test=300, seed=11))
-    scale = lambda split: split.images.reshape(len(split), -1).astype(np.float32) / 255  # noqa: E731
-    return scale(splits["train"]), splits["train"].labels.astype(np.int64), \
-        scale(splits["test"]), splits["test"].labels.astype(np.int64)
+    return synthetic_digits(n_train=800, n_test=300, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -216,16 +212,6 @@ def test_save_load_round_trip(fitted, digits):
     assert meta["training_summary"] == fitted.training_summary()
     assert meta["weights"]["conv2_W_"] == [16, 200]
 
-
-def rewrite(blob, change):
-    with np.load(io.BytesIO(blob)) as z:
-        entries = {k: z[k] for k in z.files}
-    meta = json.loads(str(entries["__meta__"]))
-    change(entries, meta)
-    entries["__meta__"] = np.array(json.dumps(meta))
-    buf = io.BytesIO()
-    np.savez(buf, **entries)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -27,6 +27,7 @@ from stepml.models import (
     save_model,
 )
 from stepml.models.mlp import random_shifts
+from tests.unit.model_helpers import rewrite
 
 # Small but real settings for each algorithm, so every test runs in well under a second.
 # Early stopping is off so that every run lasts exactly `epochs` (it has its own tests).
@@ -282,17 +283,6 @@ def test_unfitted_model_cannot_be_saved_or_used():
     with pytest.raises(NotFittedError):
         MLPClassifier().predict(np.zeros((1, 3), np.float32))
 
-
-def rewrite(blob, change):
-    """Load an artefact's entries, let ``change(dict)`` edit them, and save them again."""
-    with np.load(io.BytesIO(blob)) as z:
-        entries = {k: z[k] for k in z.files}
-    meta = json.loads(str(entries["__meta__"]))
-    change(entries, meta)
-    entries["__meta__"] = np.array(json.dumps(meta))
-    buf = io.BytesIO()
-    np.savez(buf, **entries)
-    return buf.getvalue()
 
 
 def _without_meta(blob):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import stepml.models.base as base
-from stepml import mnist
 from stepml.models import STOP_REASONS, load_model, make_model, save_model
+from tests.unit.model_helpers import synthetic_digits
 
 # Small settings per algorithm: an epoch over ~1,000 rows takes milliseconds.
 SMALL = {
@@ -25,10 +25,7 @@ ALGORITHMS = sorted(SMALL)
 
 @pytest.fixture(scope="module")
 def digits():
-    splits = mnist.load_splits(mnist.synthetic_mnist(n_train=1000, n_test=300, seed=3))
-    scale = lambda split: split.images.reshape(len(split), -1).astype(np.float32) / 255  # noqa: E731
-    return scale(splits["train"]), splits["train"].labels.astype(np.int64), \
-        scale(splits["test"]), splits["test"].labels.astype(np.int64)
+    return synthetic_digits(n_train=1000, n_test=300, seed=3)
 
 
 def model_for(algorithm, **params):
