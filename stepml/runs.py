@@ -51,7 +51,7 @@ def now() -> str:
 def write_status(storage: Storage, run_id: str, state: str, step: str, **extra) -> dict:
     """Record where the run stands; someone with only S3 access can follow it."""
     paths = RunPaths(run_id)
-    previous = storage.get_json(paths.status) if storage.exists(paths.status) else {}
+    previous = storage.get_json_or(paths.status, {})
     steps = previous.get("steps", [])
     steps.append({"step": step, "state": state, "at": now(), **extra})
     status = {

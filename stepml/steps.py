@@ -259,7 +259,7 @@ def record_failure(event: dict, storage: Storage) -> dict:
     run_id = run_id_of(event)
     paths = RunPaths(run_id)
     error = event.get("error", {})
-    status = storage.get_json(paths.status) if storage.exists(paths.status) else {}
+    status = storage.get_json_or(paths.status, {})
     last = (status.get("steps") or [{"step": "StartRun", "done": True}])[-1]
     failed_step = last["step"] if not last.get("done") else f"after {last['step']}"
     failure = {

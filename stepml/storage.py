@@ -34,6 +34,10 @@ def check_key(key: str) -> str:
     return key
 
 
+class MissingObject(DataError):
+    """The object (or the requested version of it) is not in the bucket."""
+
+
 @dataclass
 class Storage:
     bucket: str
@@ -73,7 +77,7 @@ class Storage:
             code = err.response.get("Error", {}).get("Code")
             if code in ("NoSuchKey", "NoSuchVersion", "404"):
                 missing = f"version {version_id} of {self.uri(key)}" if version_id else self.uri(key)
-                raise DataError(f"{missing} does not exist") from None
+                raise MissingObject(f"{missing} does not exist") from None
             raise
         if max_bytes is not None and obj["ContentLength"] > max_bytes:
             raise DataError(
@@ -87,6 +91,13 @@ class Storage:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise DataError(f"{self.uri(key)} is not valid JSON: {err}") from None
+
+    def get_json_or(self, key: str, default: Any) -> Any:
+        """The JSON at key, or default when there is no such object (one request, not two)."""
+        try:
+            return self.get_json(key)
+        except MissingObject:
+            return default
 
     def get_npy(self, key: str) -> np.ndarray:
         raw = self.get_bytes(key)
