@@ -2,6 +2,7 @@
 
     stepml local run TRIGGER.json [--put LOCAL_PATH:S3_KEY ...] [--out DIR]
     stepml demo [--preset fast|balanced|accurate] [--mnist-dir DIR] [--out DIR]
+    stepml demo --amazonml-2016 [--mnist-dir DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="the MNIST pipeline end to end on the local stack")
     demo.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                       help="fast = linear, balanced = mlp, accurate = cnn (default: %(default)s)")
+    demo.add_argument("--amazonml-2016", action="store_true",
+                      help="MNIST as the 2016 Amazon ML scripts had it: headerless CSV + their data schema, "
+                           "recipe and sgd.* parameters (linear model)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--mnist-dir", type=Path, default=os.environ.get(mnist.ENV_DIR) or None,
                       help=f"folder with the four MNIST IDX files (default: ${mnist.ENV_DIR}; "
@@ -72,6 +76,8 @@ def _local_run(args) -> int:
 
 
 def _demo(args) -> int:
+    if args.amazonml_2016:
+        return _demo_2016(args)
     dataset: dict = {"kind": "mnist", "source": "download"}
     puts = []
     if args.mnist_dir:
@@ -91,7 +97,39 @@ def _demo(args) -> int:
                 args.out, args.verbose)
 
 
+def _demo_2016(args) -> int:
+    import tempfile
+
+    from stepml.tabular import mnist2016
+
+    splits = mnist.load_splits(mnist.fetch(args.mnist_dir, progress=print))
+    with tempfile.TemporaryDirectory(prefix="stepml-2016-") as tmp:
+        folder = Path(tmp)
+        print("writing MNIST as the 2016 CSV files (784 pixel columns, then the label; no header)")
+        for split, name in (("train", "mnist-train.csv"), ("test", "mnist-test.csv")):
+            mnist2016.write_csv(folder / name, splits[split].images, splits[split].labels)
+        (folder / "mnist.csv.schema").write_text(json.dumps(mnist2016.SCHEMA_2016, indent=2))
+        prefix = "data/mnist-2016/"
+        puts = [(folder / name, prefix + name) for name in ("mnist-train.csv", "mnist-test.csv", "mnist.csv.schema")]
+        trigger = mnist2016.trigger_2016(prefix + "mnist-train.csv", prefix + "mnist-test.csv",
+                                         prefix + "mnist.csv.schema", seed=args.seed)
+        outcome = _execute(json.dumps(trigger, indent=2).encode(), "mnist-amazonml-2016.json", puts,
+                           args.out, args.verbose)
+    if outcome.succeeded and outcome.out_dir:
+        from stepml.amlformat import accuracy_like_2016
+
+        for result in sorted(outcome.out_dir.glob("predictions/batch-prediction/result/*.gz")):
+            accuracy = accuracy_like_2016(result.read_bytes())
+            print(f"{result.name} read as the 2016 checking script did: accuracy {100 * accuracy:.2f}% "
+                  f"(Amazon ML, 2016: {100 * mnist2016.AMAZON_ML_2016['accuracy']:.1f}%)")
+    return 0 if outcome.succeeded else 1
+
+
 def _run(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool) -> int:
+    return 0 if _execute(trigger_body, trigger_name, puts, out, verbose).succeeded else 1
+
+
+def _execute(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool):
     from stepml.local.runner import run_trigger, upload_files
     from stepml.local.stack import LocalStack
 
@@ -100,7 +138,7 @@ def _run(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool)
         upload_files(stack, puts, print)
         outcome = run_trigger(stack, trigger_body, trigger_name, out, print)
     _summarise(outcome)
-    return 0 if outcome.succeeded else 1
+    return outcome
 
 
 def _log_printer(verbose: bool):
@@ -127,12 +165,24 @@ def _summarise(outcome) -> None:
               f"{summary['seconds']:.1f} s, stopped: {summary['stop_reason']}, "
               f"model from epoch {summary['best_epoch']}")
     if outcome.report:
-        metrics = outcome.report["metrics"]
-        print(f"accuracy {100 * metrics['accuracy']:.2f}%   macro-F1 (MulticlassAvgFScore) "
-              f"{100 * metrics['macro_f1']:.2f}%   on {outcome.report['dataset']['test_rows']:,} test rows")
+        print(f"{headline(outcome.report)}   on {outcome.report['dataset']['test_rows']:,} evaluation rows")
     if outcome.failure:
         print(f"failed in {outcome.failure['failed_step']}: {outcome.failure['error']}: {outcome.failure['cause']}")
     print(f"{outcome.status} in {outcome.seconds:.1f} s" + (f"; results in {outcome.out_dir}/" if outcome.out_dir else ""))
+
+
+def headline(report: dict) -> str:
+    """The evaluation in one line, in the model type's own terms."""
+    metrics, model_type = report["metrics"], report["model"]["type"]
+    if model_type == "REGRESSION":
+        return (f"RegressionRMSE {metrics['RegressionRMSE']:.4g}   R² {metrics['r2']:.4f}   "
+                f"(baseline RMSE {metrics['baseline']['RegressionRMSE']:.4g})")
+    if model_type == "BINARY":
+        auc = metrics["BinaryAUC"]
+        return (f"BinaryAUC {'n/a' if auc is None else f'{auc:.4f}'}   accuracy {100 * metrics['accuracy']:.2f}%   "
+                f"F1 {100 * metrics['f1']:.2f}%")
+    return (f"accuracy {100 * metrics['accuracy']:.2f}%   macro-F1 (MulticlassAvgFScore) "
+            f"{100 * metrics['macro_f1']:.2f}%")
 
 
 if __name__ == "__main__":

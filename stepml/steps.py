@@ -13,13 +13,13 @@ import re
 import time
 from typing import Iterator
 
-from stepml import __version__, datasource, mnist, predictions, trigger as triggers
+from stepml import __version__, datasource, evaluation, mnist, trigger as triggers
 from stepml.engines import COMPLETED, FAILED, get_engine
 from stepml.errors import (DataError, PayloadError, PollTimeout, PredictionFailed,
                            QualityGateFailed, TrainingFailed, TriggerRejected)
-from stepml.metrics import classification_report
 from stepml.runs import RunPaths, now, write_status
 from stepml.storage import Storage, check_key
+from stepml.tabular import datasource as tabular_datasource
 
 MAX_POLLS = int(os.environ.get("STEPML_MAX_POLLS", "120"))
 POLL_SECONDS = int(os.environ.get("STEPML_POLL_SECONDS", "10"))
@@ -54,12 +54,16 @@ def load_run_trigger(storage: Storage, run_id: str) -> dict:
 
 # -- PrepareData ---------------------------------------------------------------------------
 def prepare_data(event: dict, storage: Storage) -> dict:
-    """Locate (source s3) or download and cache (source download) the four MNIST files."""
+    """Find every input and pin its version: the four MNIST files (in S3, or downloaded and
+    cached), or a CSV dataset's schema, recipe and data objects (whose definitions are parsed
+    here, so that a typo fails the run before any data is read)."""
     run_id = run_id_of(event)
     with step_status(storage, run_id, "PrepareData") as details:
         run_trigger = load_run_trigger(storage, run_id)
         dataset = run_trigger["dataset"]
-        if dataset["source"] == "s3":
+        if dataset["kind"] == "csv":
+            files = tabular_datasource.locate_inputs(storage, dataset, run_trigger["model"])
+        elif dataset["source"] == "s3":
             files = _find_idx_objects(storage, dataset["s3_prefix"])
         else:
             files = _download_to_cache(storage, dataset.get("mirrors") or _mirrors_from_env())
@@ -71,7 +75,11 @@ def prepare_data(event: dict, storage: Storage) -> dict:
             "versions": {name: head.get("VersionId") for name, head in heads.items()},
         }
         storage.put_json(RunPaths(run_id).manifest, _manifest(run_id, event, run_trigger, data))
-        details["source"] = dataset["source"]
+        if dataset["kind"] == "csv":
+            tabular_datasource.check_definitions(storage, files, data["versions"], run_trigger["model"])
+            details["objects"] = len(files)
+        else:
+            details["source"] = dataset["source"]
     return data
 
 
@@ -124,8 +132,13 @@ def _mirrors_from_env() -> list[str] | None:
 def create_datasource(event: dict, storage: Storage) -> dict:
     run_id = run_id_of(event)
     with step_status(storage, run_id, "CreateDataSource") as details:
-        descriptor = datasource.create_image_datasource(
-            storage, run_id, event["data"]["files"], event["data"].get("versions", {}))
+        run_trigger = load_run_trigger(storage, run_id)
+        if run_trigger["dataset"]["kind"] == "csv":
+            descriptor = tabular_datasource.create_csv_datasource(
+                storage, run_id, event["data"], run_trigger["dataset"], run_trigger["model"])
+        else:
+            descriptor = datasource.create_image_datasource(
+                storage, run_id, event["data"]["files"], event["data"].get("versions", {}))
         details.update(train_rows=descriptor["train_rows"], test_rows=descriptor["test_rows"])
     return {
         "descriptor": RunPaths(run_id).datasource + "datasource.json",
@@ -208,17 +221,16 @@ def score(event: dict, storage: Storage) -> dict:
     run_trigger = load_run_trigger(storage, run_id)
     with step_status(storage, run_id, "Score"):
         descriptor = storage.get_json(event["datasource"]["descriptor"])
-        predicted, _ = predictions.read_csv(storage.get_bytes(event["prediction"]["predictions"]),
-                                            n_classes=descriptor["n_classes"])
-        truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype("int64")
-        if len(predicted) != len(truth):
-            raise DataError(f"{len(predicted)} predictions for {len(truth)} test rows")
-        metrics = classification_report(truth, predicted, descriptor["n_classes"])
+        model_type = run_trigger["model"]["type"]
+        metrics = evaluation.evaluate(storage, descriptor, event["prediction"]["predictions"])
         status = storage.get_json(paths.status)
         outputs = {"datasource": event["datasource"]["descriptor"], "model": event["training"]["model"],
                    "predictions": event["prediction"]["predictions"], "report": paths.report}
-        gate = run_trigger.get("quality_gate", {}).get("min_accuracy")
-        passed = gate is None or metrics["accuracy"] >= gate
+        for extra in ("amazon_ml_manifest", "amazon_ml_results"):
+            if extra in event["prediction"]:
+                outputs[extra] = event["prediction"][extra]
+        failures = evaluation.gate_failures(run_trigger.get("quality_gate", {}), metrics)
+        passed = not failures
         report = {
             "run_id": run_id,
             "status": "SUCCEEDED" if passed else "FAILED_QUALITY_GATE",
@@ -235,9 +247,9 @@ def score(event: dict, storage: Storage) -> dict:
         storage.put_json(paths.report, report)
         storage.put_json(paths.manifest, _manifest(run_id, event, run_trigger, event["data"], outputs))
         if not passed:  # after the report is written: a failed gate still leaves its evidence
-            raise QualityGateFailed(f"accuracy {metrics['accuracy']:.4f} is below the gate {gate}")
+            raise QualityGateFailed("; ".join(failures))
     write_status(storage, run_id, "SUCCEEDED", "Score", report=paths.report)
-    return {"report": paths.report, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    return {"report": paths.report, "model_type": model_type, **evaluation.headline(metrics, model_type)}
 
 
 def _manifest(run_id: str, event: dict, run_trigger: dict, data: dict, outputs: dict | None = None) -> dict:

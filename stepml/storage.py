@@ -68,22 +68,34 @@ class Storage:
         return self.head(key) is not None
 
     def get_bytes(self, key: str, *, max_bytes: int | None = None, version_id: str | None = None) -> bytes:
+        obj = self._get_object(key, version_id)
+        if max_bytes is not None and obj["ContentLength"] > max_bytes:
+            raise DataError(
+                f"{self.uri(key)} is {obj['ContentLength']:,} bytes; the limit is {max_bytes:,}"
+            )
+        return obj["Body"].read()
+
+    def iter_chunks(self, key: str, *, version_id: str | None = None,
+                    chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The object's bytes as a stream of chunks: large data is never held whole."""
+        body = self._get_object(key, version_id)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    def _get_object(self, key: str, version_id: str | None) -> dict:
         kwargs = {"Bucket": self.bucket, "Key": check_key(key)}
         if version_id:
             kwargs["VersionId"] = version_id
         try:
-            obj = self.client.get_object(**kwargs)
+            return self.client.get_object(**kwargs)
         except self.client.exceptions.ClientError as err:
             code = err.response.get("Error", {}).get("Code")
             if code in ("NoSuchKey", "NoSuchVersion", "404"):
                 missing = f"version {version_id} of {self.uri(key)}" if version_id else self.uri(key)
                 raise MissingObject(f"{missing} does not exist") from None
             raise
-        if max_bytes is not None and obj["ContentLength"] > max_bytes:
-            raise DataError(
-                f"{self.uri(key)} is {obj['ContentLength']:,} bytes; the limit is {max_bytes:,}"
-            )
-        return obj["Body"].read()
 
     def get_json(self, key: str, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
         raw = self.get_bytes(key, max_bytes=max_bytes)
@@ -107,11 +119,15 @@ class Storage:
             raise DataError(f"{self.uri(key)} is not a valid .npy array: {err}") from None
 
     def list_keys(self, prefix: str, limit: int | None = None) -> Iterator[str]:
+        for obj in self.list_objects(prefix, limit):
+            yield obj["Key"]
+
+    def list_objects(self, prefix: str, limit: int | None = None) -> Iterator[dict]:
+        """ListObjectsV2 entries (Key, Size, ETag, ...) under prefix, in key order."""
         paginator = self.client.get_paginator("list_objects_v2")
         config = {"MaxItems": limit} if limit else {}
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig=config):
-            for obj in page.get("Contents", []):
-                yield obj["Key"]
+            yield from page.get("Contents", [])
 
     # -- writing ---------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:

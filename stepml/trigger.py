@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 
 import jsonschema
 
-from stepml.errors import TriggerRejected
+from stepml.errors import DataError, TriggerRejected
 
 TRIGGER_PREFIX = "triggers/"
 TRIGGER_SUFFIX = ".json"
@@ -24,7 +24,9 @@ REJECTION_SUFFIX = ".rejected"  # deliberately not '.json': it must not trigger 
 MAX_TRIGGER_BYTES = 64 * 1024
 DEFAULTS = {"engine": "builtin", "seed": 0}
 PRESETS = {"fast": "linear", "balanced": "mlp", "accurate": "cnn"}  # preset -> algorithm
-DEFAULT_PRESET = "balanced"
+# MNIST defaults to the MLP; CSV to Amazon ML's own algorithm, which its recipes were made for.
+DEFAULT_PRESET = {"mnist": "balanced", "csv": "fast"}
+IMAGE_ALGORITHMS = {"cnn"}
 
 
 def schema() -> dict:
@@ -59,17 +61,56 @@ def validate(document: Any) -> dict:
     for name, value in DEFAULTS.items():
         model.setdefault(name, value)
     model.setdefault("parameters", {})
-    _apply_preset(model)
-    trigger["dataset"].setdefault("source", "download")
+    dataset = trigger["dataset"]
+    _apply_preset(model, dataset["kind"])
+    if dataset["kind"] == "mnist":
+        dataset.setdefault("source", "download")
+    else:
+        _check_csv_dataset(dataset)
+    _check_model_fits_dataset(model, dataset["kind"])
+    _check_quality_gate(trigger.get("quality_gate", {}), model["type"])
     _check_model_parameters(model)
     return trigger
 
 
-def _apply_preset(model: dict) -> None:
+def _check_csv_dataset(dataset: dict) -> None:
+    from stepml.tabular.split import check_rearrangement
+
+    dataset.setdefault("max_invalid_share", 0.1)
+    for part in ("training", "evaluation"):
+        if part in dataset and "rearrangement" in dataset[part]:
+            try:
+                dataset[part]["rearrangement"] = check_rearrangement(
+                    dataset[part]["rearrangement"], name=f"dataset/{part}/rearrangement")
+            except (DataError, ValueError) as err:
+                raise TriggerRejected(str(err)) from None
+
+
+def _check_model_fits_dataset(model: dict, kind: str) -> None:
+    if kind == "mnist":
+        if model["type"] != "MULTICLASS":
+            raise TriggerRejected(f"model/type: MNIST is a MULTICLASS problem, not {model['type']}")
+        if "recipe" in model:
+            raise TriggerRejected("model/recipe: recipes apply to CSV datasets; MNIST images go to the model as pixels")
+    elif model["algorithm"] in IMAGE_ALGORITHMS:
+        raise TriggerRejected(f"model/algorithm: {model['algorithm']} is for image datasets (kind mnist); "
+                              "use linear or mlp for CSV data")
+
+
+def _check_quality_gate(gate: dict, model_type: str) -> None:
+    from stepml.evaluation import GATES
+
+    for name in gate:
+        if model_type not in GATES[name]:
+            raise TriggerRejected(f"quality_gate/{name} applies to {' and '.join(GATES[name])} models, "
+                                  f"not {model_type}")
+
+
+def _apply_preset(model: dict, kind: str) -> None:
     """A preset names an algorithm (its tuned defaults); an explicit algorithm must agree."""
     if "preset" not in model and "algorithm" in model:
         return
-    model.setdefault("preset", DEFAULT_PRESET)
+    model.setdefault("preset", DEFAULT_PRESET[kind])
     preset_algorithm = PRESETS[model["preset"]]
     if model.setdefault("algorithm", preset_algorithm) != preset_algorithm:
         raise TriggerRejected(
@@ -78,7 +119,8 @@ def _apply_preset(model: dict) -> None:
         )
 
 
-ENGINE_SET_PARAMETERS = {"seed": "model.seed", "n_classes": "the datasource", "image_shape": "the datasource"}
+ENGINE_SET_PARAMETERS = {"seed": "model.seed", "n_classes": "the datasource", "image_shape": "the datasource",
+                         "objective": "model.type"}
 
 
 def _check_model_parameters(model: dict) -> None:

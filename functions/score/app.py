@@ -14,6 +14,18 @@ from stepml.storage import Storage
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     result = steps.score(event, Storage(os.environ["BUCKET_NAME"]))
-    metrics.add_metric(name="Accuracy", unit=MetricUnit.Percent, value=100 * result["accuracy"])
-    metrics.add_metric(name="MacroF1", unit=MetricUnit.Percent, value=100 * result["macro_f1"])
+    for field, (name, unit, scale) in HEADLINE_METRICS.items():
+        if result.get(field) is not None:
+            metrics.add_metric(name=name, unit=unit, value=scale * result[field])
     return result
+
+
+# Score's headline figures (which ones depend on the model type) as CloudWatch metrics.
+HEADLINE_METRICS = {
+    "accuracy": ("Accuracy", MetricUnit.Percent, 100),
+    "macro_f1": ("MacroF1", MetricUnit.Percent, 100),
+    "auc": ("BinaryAUC", MetricUnit.Percent, 100),
+    "f1": ("F1", MetricUnit.Percent, 100),
+    "rmse": ("RegressionRMSE", MetricUnit.Count, 1),
+    "r2": ("R2", MetricUnit.Percent, 100),
+}

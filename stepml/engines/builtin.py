@@ -7,10 +7,15 @@ import logging
 import os
 import time
 
-from stepml import datasource, models, predictions
+import numpy as np
+
+from stepml import amlformat, datasource, models, predictions
 from stepml.engines import COMPLETED, FAILED
 from stepml.runs import RunPaths
 from stepml.storage import Storage
+from stepml.tabular import modeling
+from stepml.tabular.datasource import load_table
+from stepml.tabular.transforms import FeaturePipeline
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +30,21 @@ class BuiltinEngine:
         started = time.perf_counter()
         paths = RunPaths(job["run_id"])
         descriptor = self.storage.get_json(job["datasource"])
-        features, labels = datasource.read_features(self.storage, descriptor, "train")
-        model = models.make_model(job["algorithm"], {**job["parameters"], **data_shape_params(job["algorithm"], descriptor)},
-                                  seed=job["seed"])
+        algorithm = job["algorithm"]
+        pipeline = None
+        if descriptor["kind"] == "csv":
+            model = modeling.make_model(descriptor, algorithm, job["parameters"], job["seed"])
+            table = load_table(self.storage, descriptor, "training")
+            features, labels, pipeline = modeling.training_data(descriptor, table, model)
+            modeling.choose_learning_rate(model, job["parameters"], features)
+            del table
+        else:
+            features, labels = datasource.read_features(self.storage, descriptor, "train")
+            model = models.make_model(algorithm, {**job["parameters"], **data_shape_params(algorithm, descriptor)},
+                                      seed=job["seed"])
 
         def on_epoch(epoch: int, info: dict) -> None:
-            validation = info.get("val_accuracy")
-            log.info("epoch %d/%d: loss %.4f, train accuracy %.2f%%%s, %.1f s", epoch, info["epochs"],
-                     info["loss"], 100 * info["train_accuracy"],
-                     "" if validation is None else f", validation accuracy {100 * validation:.2f}%",
-                     info["seconds"])
+            log.info("epoch %d/%d: %s, %.1f s", epoch, info["epochs"], epoch_figures(info), info["seconds"])
 
         budget = job.get("time_budget_s")
         if budget is not None:  # loading the data already spent part of it
@@ -45,15 +55,18 @@ class BuiltinEngine:
         summary = model.training_summary()
 
         buffer = io.BytesIO()
-        models.save_model(model, buffer, input_scale=descriptor["input_scale"],
-                          extra={"blas_threads": blas_threads()})
+        models.save_model(model, buffer, input_scale=descriptor.get("input_scale", 1.0),
+                          extra={"blas_threads": blas_threads(), "model_type": descriptor.get("model_type", "MULTICLASS"),
+                                 "class_labels": descriptor.get("class_labels")},
+                          pipeline=None if pipeline is None else pipeline.to_json())
         model_key = paths.model + "model.npz"
         self.storage.put_bytes(model_key, buffer.getvalue())
         training = {
             "job_id": f"{job['run_id']}-training",
             "status": COMPLETED,
-            "algorithm": job["algorithm"],
+            "algorithm": algorithm,
             "parameters": model.get_params(),
+            "features": None if pipeline is None else pipeline.summary(),
             "seed": job["seed"],
             "rows": int(len(labels)),
             "training_seconds": round(seconds, 3),
@@ -76,23 +89,45 @@ class BuiltinEngine:
 
     # -- batch prediction ------------------------------------------------------------------
     def start_batch_prediction(self, job: dict) -> dict:
-        """job: run_id, datasource (descriptor key), model (key). Predicts the test split."""
+        """job: run_id, datasource (descriptor key), model (key). Predicts the evaluation rows."""
         paths = RunPaths(job["run_id"])
         descriptor = self.storage.get_json(job["datasource"])
         model = models.load_model(io.BytesIO(self.storage.get_bytes(job["model"])))
-        features, _ = datasource.read_features(self.storage, descriptor, "test")
+        result = {"job_id": f"{job['run_id']}-prediction", "status": COMPLETED}
+        regression = descriptor.get("model_type") == "REGRESSION"
         started = time.perf_counter()
-        scores = model.predict_proba(features)
+        if descriptor["kind"] == "csv":
+            table = load_table(self.storage, descriptor, "evaluation")
+            pipeline = FeaturePipeline.from_json(model.pipeline_)
+            scores = modeling.predict(model, pipeline, table, descriptor["model_type"])
+        else:
+            table = None
+            features, _ = datasource.read_features(self.storage, descriptor, "test")
+            scores = model.predict_proba(features)
         seconds = time.perf_counter() - started
         key = paths.predictions + "predictions.csv"
-        self.storage.put_bytes(key, predictions.to_csv(scores), "text/csv")
-        return {"job_id": f"{job['run_id']}-prediction", "status": COMPLETED,
-                "predictions": key, "rows": int(len(scores)), "prediction_seconds": round(seconds, 3)}
+        body = predictions.values_to_csv(scores) if regression else predictions.to_csv(scores)
+        self.storage.put_bytes(key, body, "text/csv")
+        if table is not None:
+            result.update(write_amazon_ml_layout(self.storage, job["run_id"], descriptor, table, scores))
+        return {**result, "predictions": key, "rows": len(scores), "prediction_seconds": round(seconds, 3)}
 
     def describe_batch_prediction(self, job: dict) -> dict:
         key = RunPaths(job["run_id"]).predictions + "predictions.csv"
         status = COMPLETED if self.storage.exists(key) else FAILED
         return {"job_id": job["job_id"], "status": status, "predictions": key}
+
+
+def epoch_figures(info: dict) -> str:
+    """'loss 0.3, train accuracy 91.2%, validation accuracy 92.0%' (or RMSE, for regression)."""
+    figures = [f"loss {info['loss']:.4f}"]
+    if info.get("train_accuracy") is not None:
+        figures.append(f"train accuracy {100 * info['train_accuracy']:.2f}%")
+    if info.get("val_accuracy") is not None:
+        figures.append(f"validation accuracy {100 * info['val_accuracy']:.2f}%")
+    if info.get("val_rmse") is not None:
+        figures.append(f"validation RMSE {info['val_rmse']:.4g}")
+    return ", ".join(figures)
 
 
 def blas_threads() -> int:
@@ -107,3 +142,31 @@ def data_shape_params(algorithm: str, descriptor: dict) -> dict:
     if "image_shape" in accepted and "image_shape" in descriptor:
         params["image_shape"] = descriptor["image_shape"]
     return params
+
+
+def write_amazon_ml_layout(storage: Storage, run_id: str, descriptor: dict, table, scores) -> dict:
+    """The predictions again, as Amazon ML wrote them: one gzipped CSV per input object under
+    ``batch-prediction/result/`` and a ``.manifest`` mapping each input to its result."""
+    prefix = RunPaths(run_id).predictions
+    bp_id = f"bp-{run_id}"[-64:].lstrip("-_.") or "bp"
+    schema = descriptor["schema"]
+    target, row_id = schema.get("targetAttributeName"), schema.get("rowId")
+    truth = table.columns.get(target)
+    if truth is not None and descriptor["model_type"] == "BINARY":
+        truth = truth.astype(np.int64)                  # 0/1, as Amazon ML wrote them
+    mapping, results = {}, []
+    for source, name in enumerate(table.sources):
+        rows = table.source_index == source
+        if not rows.any():
+            continue
+        body = amlformat.write_result(
+            descriptor["model_type"], scores=scores[rows], class_labels=descriptor["class_labels"],
+            true_labels=None if truth is None else truth[rows],
+            row_ids=table.columns[row_id][rows] if row_id else None, row_id_name=row_id)
+        key = amlformat.result_key(prefix, bp_id, name)
+        storage.put_bytes(key, body, "application/gzip")
+        mapping[storage.uri(name)] = storage.uri(key)
+        results.append(key)
+    manifest = amlformat.manifest_key(prefix, bp_id)
+    storage.put_bytes(manifest, amlformat.manifest_json(mapping), "application/json")
+    return {"amazon_ml_manifest": manifest, "amazon_ml_results": results}

@@ -1,4 +1,9 @@
-"""The built-in engine's models: pure-numpy softmax classifiers, a registry, and one artefact format.
+"""The built-in engine's models: pure-numpy SGD models, a registry, and one artefact format.
+
+Algorithms: ``linear`` (softmax/logistic or least-squares regression; takes a dense array or a
+:class:`~stepml.tabular.features.FeatureMatrix`, and Amazon ML's ``sgd.*`` parameters),
+``mlp`` (one hidden layer) and ``cnn`` (images). ``linear`` and ``mlp`` take an ``objective``:
+``"multiclass"`` (default), ``"binary"`` or ``"regression"``; ``cnn`` is multiclass only.
 
 >>> model = make_model("mlp", {"image_shape": [28, 28]}, seed=7)
 >>> model.fit(X_train, y_train, on_epoch=lambda e, info: print(e, info["loss"]))
@@ -9,36 +14,46 @@
 
 The artefact is a single ``.npz`` (``np.savez``): one entry per float32 weight array plus
 ``__meta__``, a JSON string with the format version, algorithm, parameters (the whole
-architecture, ``image_shape`` included), classes, feature count, input scale, the weight
-shapes, the training summary (stop reason, epochs, best epoch, validation score, seconds,
-FLOPs per sample) and the per-epoch history. It holds no pickles, so loading it never
-executes code (``allow_pickle=False``), and every field is checked on the way in.
+architecture, ``image_shape`` and ``objective`` included), classes, feature count, input
+scale, the weight shapes, the training summary (stop reason, epochs, best epoch, validation
+score, seconds, FLOPs per sample) and the per-epoch history, and optionally
+``__pipeline__``, the caller's feature pipeline as UTF-8 JSON bytes (uint8; kept out of
+``__meta__``, which numpy stores as 4 bytes a character). It holds no pickles, so loading it
+never executes code (``allow_pickle=False``), and every field is checked on the way in.
 
-Format versions: 2 added ``training_summary`` (required) and ``train_flops_per_sample``;
-version-1 artefacts still load.
+Format versions: 3 added ``objective`` (a parameter), ``n_sparse_features`` and
+``sparse_width`` (a linear model fitted on a FeatureMatrix: its ``Ws_`` block), ``target``
+(regression: the mean and std of the training target; classes are then ``[]``) and the
+optional ``__pipeline__`` entry; 2 added ``training_summary`` (required) and
+``train_flops_per_sample``; version-1 and -2 artefacts still load.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from typing import IO, Any, Union
 
 import numpy as np
 
-from .base import STOP_REASONS, BaseSoftmaxClassifier, NotFittedError
+from .amazonml_params import from_amazon_ml, has_amazon_ml_params
+from .base import OBJECTIVES, STOP_REASONS, BaseSGDModel, BaseSoftmaxClassifier, NotFittedError
 from .cnn import CNNClassifier
-from .linear import SoftmaxRegression
+from .linear import LinearModel, SoftmaxRegression
 from .mlp import MLPClassifier
 
 __all__ = [
     "ALGORITHMS",
     "FORMAT",
     "FORMAT_VERSION",
+    "OBJECTIVES",
     "STOP_REASONS",
+    "BaseSGDModel",
     "BaseSoftmaxClassifier",
     "CNNClassifier",
+    "LinearModel",
     "MLPClassifier",
     "NotFittedError",
     "SoftmaxRegression",
@@ -49,20 +64,21 @@ __all__ = [
 ]
 
 #: Algorithm names accepted by triggers (``model.algorithm``) -> estimator classes.
-ALGORITHMS: dict[str, type[BaseSoftmaxClassifier]] = {
+ALGORITHMS: dict[str, type[BaseSGDModel]] = {
     "linear": SoftmaxRegression,
     "mlp": MLPClassifier,
     "cnn": CNNClassifier,
 }
 
 FORMAT = "stepml.model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _META_KEY = "__meta__"
+_PIPELINE_KEY = "__pipeline__"
 
 PathOrFile = Union[str, os.PathLike, IO[bytes]]
 
 
-def _algorithm_class(algorithm: Any) -> type[BaseSoftmaxClassifier]:
+def _algorithm_class(algorithm: Any) -> type[BaseSGDModel]:
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
     return ALGORITHMS[algorithm]
@@ -75,17 +91,31 @@ def default_params(algorithm: str) -> dict:
     return params
 
 
-def make_model(algorithm: str, params: dict | None, seed: int) -> BaseSoftmaxClassifier:
+def make_model(algorithm: str, params: dict | None, seed: int) -> BaseSGDModel:
     """Build an unfitted estimator from a trigger's ``algorithm``, ``parameters`` and ``seed``.
 
+    For algorithm ``linear``, ``params`` may hold Amazon ML's ``sgd.*`` training parameters
+    (string or number values), alone or mixed with stepml names: they are translated here by
+    :func:`~stepml.models.amazonml_params.from_amazon_ml` (Amazon ML's defaults then fill in
+    the rest, e.g. 10 epochs and ``l2=1e-6``; ``sgd.maxMLModelSizeInBytes`` becomes the
+    model's ``max_model_bytes``, which the engine reads to cap the sparse columns). The
+    returned model's ``get_params()`` hold only stepml names.
+
     Raises ``ValueError`` naming the problem: an unknown algorithm, unknown parameter names
-    (listing the valid ones), or a value of the wrong type or out of range.
+    (listing the valid ones), a value of the wrong type or out of range, a bad ``sgd.*``
+    value, or a setting given both as ``sgd.*`` and by its stepml name.
     """
     cls = _algorithm_class(algorithm)
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise ValueError(f"parameters must be a JSON object (dict); got {type(params).__name__}")
+    if has_amazon_ml_params(params):
+        if cls is not LinearModel:
+            sgd = sorted(k for k in params if isinstance(k, str) and k.startswith("sgd."))
+            raise ValueError(f"Amazon ML parameters ({', '.join(sgd)}) apply to algorithm 'linear' "
+                             f"only, not {algorithm!r}")
+        params, _ = from_amazon_ml(params)
     unknown = sorted(set(params) - set(cls._param_specs))
     if unknown:
         valid = [name for name in cls._param_specs if name != "seed"]
@@ -104,17 +134,20 @@ def make_model(algorithm: str, params: dict | None, seed: int) -> BaseSoftmaxCla
 # ----------------------------------------------------------------------------------------
 
 
-def save_model(model: BaseSoftmaxClassifier, fileobj: PathOrFile, *, input_scale: float | None = None,
-               extra: dict | None = None) -> dict:
+def save_model(model: BaseSGDModel, fileobj: PathOrFile, *, input_scale: float | None = None,
+               extra: dict | None = None, pipeline: dict | None = None) -> dict:
     """Write a fitted model to ``fileobj`` (a path or a binary file) as one ``.npz``; return its metadata.
 
     ``input_scale`` is the factor the raw features were multiplied by before ``fit`` (1/255
     for MNIST pixels); prediction must apply the same. It defaults to the model's
-    ``input_scale_`` (set by :func:`load_model`) or 1. ``extra`` is any JSON-serialisable
-    dict to keep alongside (e.g. the BLAS thread count, run id); it comes back in
-    ``model.metadata_["extra"]``.
+    ``input_scale_`` (set by :func:`load_model`) or 1. ``extra`` is any small
+    JSON-serialisable dict to keep alongside (e.g. the BLAS thread count, run id); it comes
+    back in ``model.metadata_["extra"]``. ``pipeline`` is a JSON-serialisable dict of any
+    size -- the feature pipeline that turns raw rows into the model's input
+    (``FeaturePipeline.to_json()``) -- stored compactly as its own entry; it comes back as
+    ``model.pipeline_`` (None when not given; it defaults to the model's ``pipeline_``).
     """
-    if not isinstance(model, BaseSoftmaxClassifier) or model.algorithm not in ALGORITHMS:
+    if not isinstance(model, BaseSGDModel) or model.algorithm not in ALGORITHMS:
         raise ValueError(f"cannot save {type(model).__name__}: not a stepml built-in model")
     model._check_fitted()
     if input_scale is None:
@@ -130,8 +163,12 @@ def save_model(model: BaseSoftmaxClassifier, fileobj: PathOrFile, *, input_scale
         "format_version": FORMAT_VERSION,
         "algorithm": model.algorithm,
         "params": model.get_params(),
-        "classes": model.classes_.tolist(),
+        "classes": [] if model.is_regression else model.classes_.tolist(),
         "n_features": int(model.n_features_in_),
+        "n_sparse_features": getattr(model, "n_sparse_in_", None),
+        "sparse_width": getattr(model, "sparse_width_", None),
+        "target": ({"mean": float(model.target_mean_), "std": float(model.target_std_)}
+                   if model.is_regression else None),
         "input_scale": input_scale,
         "weights": {name: list(w.shape) for name, w in weights.items()},
         "training_summary": _training_summary_or_none(model),
@@ -147,6 +184,16 @@ def save_model(model: BaseSoftmaxClassifier, fileobj: PathOrFile, *, input_scale
         raise ValueError(f"model metadata is not JSON-serialisable: {exc}") from None
 
     arrays = {_META_KEY: np.array(meta_json), **weights}
+    if pipeline is None:
+        pipeline = getattr(model, "pipeline_", None)
+    if pipeline is not None:
+        if not isinstance(pipeline, dict):
+            raise ValueError(f"pipeline must be a JSON object (dict); got {type(pipeline).__name__}")
+        try:
+            raw = json.dumps(pipeline, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"pipeline is not JSON-serialisable: {exc}") from None
+        arrays[_PIPELINE_KEY] = np.frombuffer(raw, dtype=np.uint8)
     if isinstance(fileobj, (str, os.PathLike)):
         # Open the path ourselves: np.savez would silently append ".npz" to it.
         with open(fileobj, "wb") as f:
@@ -156,17 +203,18 @@ def save_model(model: BaseSoftmaxClassifier, fileobj: PathOrFile, *, input_scale
     return meta
 
 
-def _training_summary_or_none(model: BaseSoftmaxClassifier) -> dict | None:
+def _training_summary_or_none(model: BaseSGDModel) -> dict | None:
     try:
         return model.training_summary()
     except NotFittedError:      # weights set by hand rather than by fit()
         return None
 
 
-def load_model(fileobj: PathOrFile) -> BaseSoftmaxClassifier:
+def load_model(fileobj: PathOrFile) -> BaseSGDModel:
     """Read a model written by :func:`save_model` from a path or binary file.
 
-    Returns a fitted estimator with ``input_scale_``, ``metadata_`` and the training facts
+    Returns a fitted estimator with ``input_scale_``, ``metadata_``, ``pipeline_`` (the dict
+    given to ``save_model(pipeline=...)``, or None) and the training facts
     (``training_summary()``, ``stop_reason_``, ``epochs_completed_``, ``best_epoch_``) set. Raises
     ``ValueError`` if the data is not a stepml model artefact, is truncated or corrupt, comes
     from a newer format version, or its weights do not match its metadata (a missing path
@@ -180,7 +228,8 @@ def load_model(fileobj: PathOrFile) -> BaseSoftmaxClassifier:
             if _META_KEY not in names:
                 raise ValueError(f"no {_META_KEY!r} entry")
             raw_meta = npz[_META_KEY]
-            arrays = {name: npz[name] for name in names - {_META_KEY}}
+            raw_pipeline = npz[_PIPELINE_KEY] if _PIPELINE_KEY in names else None
+            arrays = {name: npz[name] for name in names - {_META_KEY, _PIPELINE_KEY}}
     except ValueError as exc:
         raise ValueError(f"not a valid stepml model artefact: {exc}") from None
     except FileNotFoundError:
@@ -194,7 +243,22 @@ def load_model(fileobj: PathOrFile) -> BaseSoftmaxClassifier:
     meta = _parse_meta(raw_meta)
     model = _model_from_meta(meta)
     _attach_weights(model, meta, arrays)
+    model.pipeline_ = _parse_pipeline(raw_pipeline)
     return model
+
+
+def _parse_pipeline(raw: np.ndarray | None) -> dict | None:
+    if raw is None:
+        return None
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _invalid(f"{_PIPELINE_KEY!r} must be UTF-8 JSON bytes (uint8)")
+    try:
+        pipeline = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _invalid(f"{_PIPELINE_KEY!r} is not UTF-8 JSON ({exc})") from None
+    if not isinstance(pipeline, dict):
+        raise _invalid(f"{_PIPELINE_KEY!r} must hold a JSON object")
+    return pipeline
 
 
 def _invalid(why: str) -> ValueError:
@@ -226,10 +290,20 @@ def _parse_meta(raw: np.ndarray) -> dict:
         raise _invalid("metadata field 'training_summary' is missing or not an object")
     if summary is not None and summary.get("stop_reason") not in STOP_REASONS:
         raise _invalid(f"training_summary.stop_reason must be one of {', '.join(STOP_REASONS)}")
+    n_sparse = meta.get("n_sparse_features")
+    if n_sparse is not None and (not isinstance(n_sparse, int) or isinstance(n_sparse, bool) or n_sparse < 0):
+        raise _invalid("metadata field 'n_sparse_features' must be null or a non-negative integer")
+    target = meta.get("target")
+    if target is not None and not (
+            isinstance(target, dict)
+            and all(isinstance(target.get(key), (int, float)) and not isinstance(target.get(key), bool)
+                    and math.isfinite(target[key]) for key in ("mean", "std"))
+            and target["std"] > 0):
+        raise _invalid("metadata field 'target' must be null or {\"mean\": number, \"std\": number > 0}")
     return meta
 
 
-def _model_from_meta(meta: dict) -> BaseSoftmaxClassifier:
+def _model_from_meta(meta: dict) -> BaseSGDModel:
     try:
         params = dict(meta["params"])
         seed = params.pop("seed", 0)
@@ -241,8 +315,19 @@ def _model_from_meta(meta: dict) -> BaseSoftmaxClassifier:
         model._check_n_features(meta["n_features"])
     except ValueError as exc:
         raise _invalid(str(exc)) from None
-    if n_classes < 2 or meta["classes"] != list(range(n_classes)):
+    if model.is_regression:
+        if n_classes or meta.get("target") is None:
+            raise _invalid("a regression model has classes [] and a 'target' {mean, std}")
+    elif n_classes < 2 or meta["classes"] != list(range(n_classes)):
         raise _invalid("classes must be [0, 1, ..., k-1] with k >= 2")
+    elif model._objective == "binary" and n_classes != 2:
+        raise _invalid("a binary model has classes [0, 1]")
+    n_sparse = meta.get("n_sparse_features")
+    if n_sparse is not None:
+        if not isinstance(model, LinearModel) or n_sparse > meta["n_features"]:
+            raise _invalid(f"n_sparse_features {n_sparse} does not fit algorithm {meta['algorithm']!r} "
+                           f"with {meta['n_features']} features")
+        model.n_sparse_in_ = n_sparse
     if meta["n_features"] < 1:
         raise _invalid("n_features must be positive")
     if not np.isfinite(meta["input_scale"]) or meta["input_scale"] <= 0:
@@ -250,8 +335,9 @@ def _model_from_meta(meta: dict) -> BaseSoftmaxClassifier:
     return model
 
 
-def _attach_weights(model: BaseSoftmaxClassifier, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    n_features, n_classes = meta["n_features"], len(meta["classes"])
+def _attach_weights(model: BaseSGDModel, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    n_features = meta["n_features"]
+    n_classes = 1 if model.is_regression else len(meta["classes"])
     try:
         expected = model.weight_shapes(n_features, n_classes)
     except ValueError as exc:
@@ -267,8 +353,15 @@ def _attach_weights(model: BaseSoftmaxClassifier, meta: dict, arrays: dict[str, 
             raise _invalid(f"weight {name!r} contains NaN or infinity")
         setattr(model, name, np.ascontiguousarray(w))
     model.n_features_in_ = n_features
-    model.n_classes_ = n_classes
-    model.classes_ = np.arange(n_classes)
+    model.n_outputs_ = n_classes
+    if model.is_regression:
+        model.n_classes_ = model.classes_ = None
+        model.target_mean_, model.target_std_ = float(meta["target"]["mean"]), float(meta["target"]["std"])
+    else:
+        model.n_classes_ = n_classes
+        model.classes_ = np.arange(n_classes)
+    if meta.get("sparse_width") is not None:
+        model.sparse_width_ = meta["sparse_width"]
     model.history_ = list(meta.get("history") or [])
     model.fit_seconds_ = meta.get("fit_seconds")
     summary = meta.get("training_summary")

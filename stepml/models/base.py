@@ -1,9 +1,14 @@
-"""Shared machinery for the built-in numpy classifiers.
+"""Shared machinery for the built-in numpy models.
 
-Every model here is a softmax classifier trained by minibatch SGD, so the parts that do not
-depend on the model's hidden layers live in this module:
+Every model here is trained by minibatch SGD on one output layer -- softmax cross-entropy for
+classification (``objective`` ``"multiclass"`` or ``"binary"``), squared error for
+``"regression"`` -- so the parts that do not depend on the model's hidden layers live in
+this module:
 
-* input validation (shapes, finiteness, labels) with messages that name the problem;
+* input validation (shapes, finiteness, labels, regression targets) with messages that
+  name the problem;
+* the model types (:data:`OBJECTIVES`): the output-layer loss and gradient, the target
+  standardisation of regression, the validation metric that picks the best epoch;
 * the training loop: a seeded stratified validation hold-out, shuffled minibatches, the
   learning-rate schedule, a wall-clock budget (``fit(..., time_budget_s=...)``), early
   stopping, keeping the best weights, the ``on_epoch`` progress callback and ``history_``;
@@ -12,9 +17,17 @@ depend on the model's hidden layers live in this module:
 * numerically stable softmax / cross-entropy, the learning-rate schedule and random image
   shifts (data augmentation for the image models).
 
-Subclasses implement ``_init_weights``, ``_train_batch`` (one SGD step on one minibatch),
+Subclasses implement ``_init_weights``, ``_train_batch`` (one SGD step on one minibatch; it
+turns its output ``Z`` into a gradient with :meth:`BaseSGDModel._output_gradient`),
 ``_logits`` and ``train_flops_per_sample``, list their weight arrays in ``_weight_names`` and
-their parameters in ``_param_specs`` (which must include :data:`COMMON_PARAM_SPECS`).
+their parameters in ``_param_specs`` (which must include :data:`COMMON_PARAM_SPECS`, and
+``objective`` for models with more than one model type).
+
+Regression. The model has one output ``z`` and is trained on the standardised target
+``t = (y - mean) / std`` (mean and std of the training rows, learnt in ``fit``), with the
+loss ``J = mean (z - t)^2 / 2``, so ``dJ/dz = (z - t) / m`` plays the role of softmax's
+``(P - Y) / m`` and the learning rates that suit classification suit regression too,
+whatever the target's units. ``predict`` undoes the standardisation.
 
 Conventions. Everything is float32: weights, activations and gradients (half the memory
 and twice the BLAS throughput of float64, and plenty for SGD). Python floats are used for
@@ -34,13 +47,18 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ..tabular.features import FeatureMatrix
+
 __all__ = [
     "COMMON_PARAM_SPECS",
+    "OBJECTIVES",
     "STOP_REASONS",
+    "BaseSGDModel",
     "BaseSoftmaxClassifier",
     "NotFittedError",
     "ParamSpec",
     "check_X",
+    "check_target",
     "check_y",
     "cosine_learning_rate",
     "random_shifts",
@@ -51,6 +69,10 @@ FLOAT = np.float32
 PREDICT_BATCH_ROWS = 4096  # rows per inference chunk: 4096 x 512 hidden units x 4 B = 8 MB
 
 EpochCallback = Callable[[int, dict], Any]
+
+#: Model types: softmax over k classes, softmax over 2 classes (the positive class is 1 and
+#: its score is ``predict_proba(X)[:, 1]``), or one real value (squared loss).
+OBJECTIVES = ("multiclass", "binary", "regression")
 
 #: The clock of ``fit`` (timings, time budget); tests replace it with a fake one.
 _clock = time.perf_counter
@@ -68,18 +90,24 @@ class NotFittedError(ValueError, AttributeError):
 class ParamSpec:
     """Type and range of one constructor parameter.
 
-    ``kind`` is ``"int"``, ``"float"`` or ``"image_shape"``; ``low``/``high`` bound the value
-    (inclusive unless ``low_open``); ``optional`` allows ``None``.
+    ``kind`` is ``"int"``, ``"float"``, ``"bool"``, ``"choice"`` (one of the strings
+    ``choices``) or ``"image_shape"``; ``low``/``high`` bound the value (inclusive unless
+    ``low_open``); ``optional`` allows ``None``.
     """
 
     def __init__(self, kind: str, low: float | None = None, high: float | None = None,
-                 *, low_open: bool = False, optional: bool = False):
+                 *, low_open: bool = False, optional: bool = False,
+                 choices: tuple[str, ...] = ()):
         self.kind, self.low, self.high = kind, low, high
-        self.low_open, self.optional = low_open, optional
+        self.low_open, self.optional, self.choices = low_open, optional, tuple(choices)
 
     def describe(self) -> str:
         if self.kind == "image_shape":
             return "null or [height, width] of positive integers"
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
         lo = "" if self.low is None else (f"> {self.low}" if self.low_open else f">= {self.low}")
         hi = "" if self.high is None else f"<= {self.high}"
         rng = " and ".join(s for s in (lo, hi) if s)
@@ -94,6 +122,14 @@ class ParamSpec:
         if self.kind == "image_shape":
             if (not isinstance(value, (list, tuple)) or len(value) != 2
                     or not all(_is_int(v) and v > 0 for v in value)):
+                raise bad
+            return
+        if self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise bad
+            return
+        if self.kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
                 raise bad
             return
         # bool is an int subclass in Python; `"epochs": true` is a mistake, not 1.
@@ -174,6 +210,26 @@ def check_y(y: Any, n_samples: int, n_classes: int | None = None) -> np.ndarray:
     return y
 
 
+def check_target(y: Any, n_samples: int) -> np.ndarray:
+    """Return a regression target as a float64 vector, or raise ``ValueError`` saying why not.
+
+    float64 so that the mean and standard deviation learnt from it are exact; the model
+    trains on the standardised values in float32.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be a 1-D array of target values; got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} rows but y has {y.shape[0]} target values")
+    if y.dtype.kind not in "iuf":
+        raise ValueError(f"a regression target must be numeric; got dtype {y.dtype}")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        bad = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise ValueError(f"y contains NaN or infinity (first at row {bad})")
+    return y
+
+
 # ----------------------------------------------------------------------------------------
 # Math shared by the models
 # ----------------------------------------------------------------------------------------
@@ -200,6 +256,19 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, flo
     Z[rows, y] -= 1.0                            # P - Y
     Z *= 1.0 / m                                 # mean over the batch
     return Z, loss, accuracy
+
+
+def squared_error(Z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float, None]:
+    """Turn outputs ``Z`` (m, 1) into the gradient of ``J = mean (z - t)^2 / 2`` w.r.t. ``Z``.
+
+    In place on ``Z``, like :func:`softmax_cross_entropy`; returns ``(G, J, None)`` with
+    ``G = (Z - t) / m`` (there is no accuracy for a real-valued target).
+    """
+    m = Z.shape[0]
+    Z -= t.reshape(m, 1)
+    loss = 0.5 * float(np.dot(Z[:, 0], Z[:, 0])) / m if m else 0.0
+    Z *= 1.0 / m
+    return Z, loss, None
 
 
 def softmax_inplace(Z: np.ndarray) -> np.ndarray:
@@ -312,10 +381,14 @@ class _Budget:
             self.deadline - (_clock() if now is None else now)
 
 
-class BaseSoftmaxClassifier:
-    """Template for minibatch-SGD softmax classifiers with a scikit-learn style API.
+class BaseSGDModel:
+    """Template for minibatch-SGD models with a scikit-learn style API: softmax classifiers
+    (``objective`` ``"multiclass"``/``"binary"``) and least-squares regressors
+    (``"regression"``).
 
-    Fitted attributes: ``classes_`` (``arange(k)``), ``n_classes_``, ``n_features_in_``,
+    Fitted attributes: ``classes_`` (``arange(k)``; None for regression), ``n_classes_`` (k;
+    None for regression), ``n_outputs_`` (k, or 1 for regression), ``n_features_in_``,
+    ``target_mean_``/``target_std_`` (regression only: the standardisation of ``y``),
     ``history_`` (one info dict per epoch), ``fit_seconds_``, ``stop_reason_`` (one of
     :data:`STOP_REASONS`), ``epochs_completed_``, ``best_epoch_`` and the weight arrays
     listed in ``_weight_names`` (float32); :meth:`training_summary` gathers the facts of the
@@ -332,8 +405,18 @@ class BaseSoftmaxClassifier:
     _weight_names: ClassVar[tuple[str, ...]] = ()
 
     def weight_shapes(self, n_features: int, n_classes: int) -> dict[str, tuple[int, ...]]:
-        """Shape of each weight array for the current parameters (checked when loading)."""
+        """Shape of each weight array for the current parameters (checked when loading);
+        ``n_classes`` is the number of outputs (1 for regression)."""
         raise NotImplementedError
+
+    @property
+    def _objective(self) -> str:
+        return getattr(self, "objective", "multiclass")
+
+    @property
+    def is_regression(self) -> bool:
+        """True for ``objective="regression"`` (one real output, no classes)."""
+        return self._objective == "regression"
 
     def train_flops_per_sample(self, n_features: int | None = None,
                                n_classes: int | None = None) -> int:
@@ -348,7 +431,8 @@ class BaseSoftmaxClassifier:
 
     def _dims(self, n_features: int | None, n_classes: int | None) -> tuple[int, int]:
         d = n_features if n_features is not None else getattr(self, "n_features_in_", None)
-        k = n_classes if n_classes is not None else getattr(self, "n_classes_", None)
+        k = n_classes if n_classes is not None else \
+            getattr(self, "n_outputs_", None) or getattr(self, "n_classes_", None)
         if d is None or k is None:
             raise NotFittedError(f"this {type(self).__name__} is not fitted; pass n_features "
                                  "and n_classes")
@@ -360,7 +444,7 @@ class BaseSoftmaxClassifier:
         """Constructor parameters as a JSON-serialisable dict (``cls(**p)`` rebuilds the model)."""
         return {name: _json_value(getattr(self, name)) for name in self._param_specs}
 
-    def set_params(self, **params: Any) -> "BaseSoftmaxClassifier":
+    def set_params(self, **params: Any) -> "BaseSGDModel":
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
         for name in params:
             if name not in self._param_specs:
@@ -374,6 +458,13 @@ class BaseSoftmaxClassifier:
         """Raise ``ValueError`` if any parameter is of the wrong type or out of range."""
         for name, spec in self._param_specs.items():
             spec.check(name, getattr(self, name))
+        n_classes = getattr(self, "n_classes", None)
+        if self._objective == "binary" and n_classes not in (None, 2):
+            raise ValueError(f"parameter 'n_classes' must be null or 2 with objective 'binary'; "
+                             f"got {n_classes!r}")
+        if self._objective == "regression" and n_classes is not None:
+            raise ValueError(f"parameter 'n_classes' must be null with objective 'regression' "
+                             f"(there are no classes); got {n_classes!r}")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -383,14 +474,17 @@ class BaseSoftmaxClassifier:
 
     def fit(self, X: Any, y: Any, *, on_epoch: EpochCallback | None = None,
             time_budget_s: float | None = None):
-        """Train on ``X`` (n, d) float32, already scaled, and ``y`` (n,) class indices.
+        """Train on ``X`` (n, d) float32, already scaled (or a :class:`FeatureMatrix` for the
+        models that take one), and ``y`` (n,): class indices (0/1 for ``"binary"``), or real
+        values for ``"regression"``.
 
         Validation. A seeded, stratified ``validation_fraction`` of the rows is held out (at
-        least one row of every class stays in training). After every epoch the model is
-        scored on it; the weights of the best epoch (highest validation accuracy, ties
-        broken by lower validation loss) are restored at the end, and training stops early
-        once ``early_stopping_patience`` epochs in a row brought no progress (accuracy up,
-        or loss down by more than ``MIN_LOSS_IMPROVEMENT``). ``validation_fraction=0``
+        least one row of every class stays in training; a plain random sample for
+        regression). After every epoch the model is scored on it; the weights of the best
+        epoch (highest validation accuracy, ties broken by lower validation loss; for
+        regression the lowest validation RMSE) are restored at the end, and training stops
+        early once ``early_stopping_patience`` epochs in a row brought no progress (accuracy
+        up, or loss down by more than ``MIN_LOSS_IMPROVEMENT``). ``validation_fraction=0``
         trains on every row and keeps the last weights.
 
         Time budget. With ``time_budget_s``, the whole call (validation of the inputs
@@ -404,10 +498,11 @@ class BaseSoftmaxClassifier:
 
         ``on_epoch(epoch, info)`` is called after every epoch (``epoch`` counts from 1) with
         ``info = {"epoch", "epochs", "loss", "train_accuracy", "val_loss", "val_accuracy",
-        "learning_rate", "rows", "partial", "seconds", "elapsed"}``: ``loss``/
+        "val_rmse", "learning_rate", "rows", "partial", "seconds", "elapsed"}``: ``loss``/
         ``train_accuracy`` are averaged over that epoch's minibatches (as the weights were
         changing, and on augmented data where augmentation is on), ``val_*`` are None
-        without validation, ``learning_rate`` is the rate of the epoch's last step, ``rows``
+        without validation; the accuracies are None for regression and ``val_rmse`` (in the
+        target's units) None for classification; ``learning_rate`` is the rate of the epoch's last step, ``rows``
         the training rows seen, ``partial`` tells an epoch cut by the budget, ``seconds`` the
         epoch's wall time (validation included). An exception raised by the callback stops
         training and propagates. Its run time counts against the budget.
@@ -423,20 +518,22 @@ class BaseSoftmaxClassifier:
             raise ValueError(f"time_budget_s must be a positive number of seconds or None; "
                              f"got {time_budget_s!r}")
         self.validate_params()
-        X = check_X(X)
-        y = check_y(y, X.shape[0], self.n_classes)
-        if np.unique(y).size < 2:
-            raise ValueError("y must contain at least 2 distinct classes to train a classifier")
+        X = self._check_input(X, fitted=False)
+        y, k = self._check_fit_target(y, len(X))
         self._check_data(X)
-        k = self.n_classes if self.n_classes is not None else int(y.max()) + 1
+        self._check_model_size(_n_columns(X), k)
 
-        self.n_features_in_ = X.shape[1]
-        self.n_classes_ = k
-        self.classes_ = np.arange(k)
+        self.n_features_in_ = _n_columns(X)
+        self.n_outputs_ = k
+        if self.is_regression:
+            self.n_classes_ = self.classes_ = None
+        else:
+            self.n_classes_ = k
+            self.classes_ = np.arange(k)
         self.history_ = []
         train_idx, val_idx = self._validation_split(y, k)
         rng = np.random.default_rng(self.seed)
-        self._init_weights(X.shape[1], k, rng)
+        self._init_weights(self.n_features_in_, k, rng)
         steps_per_epoch = math.ceil(train_idx.size / self.batch_size)
         self._step, self._total_steps = 0, self.epochs * steps_per_epoch
         self._warmup_steps = int(self._warmup_fraction * self._total_steps)
@@ -454,8 +551,36 @@ class BaseSoftmaxClassifier:
         self.training_summary_ = self._summary(time_budget_s, train_idx.size, val_idx.size)
         return self
 
+    def _check_fit_target(self, y: Any, n: int) -> tuple[np.ndarray, int]:
+        """The training target as the loop uses it, and the number of outputs.
+
+        Classification: int64 class indices and k. Regression: the standardised float32
+        target and 1 (``target_mean_`` and ``target_std_`` are set here).
+        """
+        if self.is_regression:
+            values = check_target(y, n)
+            mean = float(values.mean()) if n else 0.0
+            std = float(values.std()) if n else 0.0
+            if not std > 0:                  # a constant target: predict it, do not divide by 0
+                std = 1.0
+            self.target_mean_, self.target_std_ = mean, std
+            return ((values - mean) / std).astype(FLOAT), 1
+        binary = self._objective == "binary"
+        try:
+            y = check_y(y, n, 2 if binary else self.n_classes)
+        except ValueError as exc:
+            if binary and "label" in str(exc):
+                raise ValueError(f"objective 'binary' needs y in {{0, 1}} (1 = the positive class): "
+                                 f"{exc}") from None
+            raise
+        if np.unique(y).size < 2:
+            raise ValueError("y must contain at least 2 distinct classes to train a classifier")
+        k = 2 if binary else (self.n_classes if self.n_classes is not None else int(y.max()) + 1)
+        return y, k
+
     def _validation_split(self, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(training rows, validation rows), both sorted: a seeded per-class random sample."""
+        """(training rows, validation rows), both sorted: a seeded per-class random sample
+        (a plain random sample of the rows for regression)."""
         n = y.shape[0]
         fraction = float(self.validation_fraction)
         if fraction == 0:
@@ -464,6 +589,12 @@ class BaseSoftmaxClassifier:
         # shift the shuffling / initialisation stream of the training generator.
         rng = np.random.default_rng([int(self.seed), 0x7A1])
         order = rng.permutation(n)
+        if self.is_regression:
+            take = min(int(round(fraction * n)), n - 1)
+            val = np.sort(order[:take]) if take > 0 else np.arange(0)
+            keep = np.ones(n, bool)
+            keep[val] = False
+            return np.flatnonzero(keep), val
         y_perm = y[order]
         held = []
         for c in range(k):
@@ -484,7 +615,7 @@ class BaseSoftmaxClassifier:
         patience = int(self.early_stopping_patience) if validating else 0
         best_key, best_weights, stale = None, None, 0
         self.stop_reason_, self.best_epoch_, self.epochs_completed_ = "completed", None, 0
-        self._best_val = (None, None)
+        self._best_val = {}
         for epoch in range(self.epochs):
             t0 = _clock()
             if epoch > 0 and budget.active:
@@ -503,11 +634,12 @@ class BaseSoftmaxClassifier:
                 raise FloatingPointError(
                     f"training diverged at epoch {epoch + 1} (loss={loss}); "
                     "lower learning_rate or check the input scaling")
-            val_loss = val_accuracy = None
+            val = {"val_loss": None, "val_accuracy": None, "val_rmse": None}
             if validating:
                 tv = _clock()
-                val_loss, val_accuracy = self._evaluate(X, y, val_idx)
+                val = self._evaluate(X, y, val_idx)
                 budget.validation_seconds = _clock() - tv
+            val_loss, val_accuracy = val["val_loss"], val["val_accuracy"]
             now = _clock()
             info = {
                 "epoch": epoch + 1,
@@ -516,6 +648,7 @@ class BaseSoftmaxClassifier:
                 "train_accuracy": accuracy,
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
+                "val_rmse": val["val_rmse"],
                 "learning_rate": self._lr,
                 "rows": rows,
                 "partial": partial,
@@ -528,12 +661,15 @@ class BaseSoftmaxClassifier:
 
             # Best weights and early stopping.
             if validating:
-                key = (val_accuracy, -val_loss)
+                # Classification: accuracy, ties broken by the loss. Regression: the loss alone
+                # (half the mean squared error of the standardised target, so the same order
+                # as the validation RMSE).
+                key = (-val_loss,) if self.is_regression else (val_accuracy, -val_loss)
                 if best_key is None or key > best_key:
-                    progress = best_key is None or val_accuracy > best_key[0] or \
-                        val_loss < -best_key[1] - MIN_LOSS_IMPROVEMENT
+                    progress = best_key is None or val_loss < -best_key[-1] - MIN_LOSS_IMPROVEMENT \
+                        or (not self.is_regression and val_accuracy > best_key[0])
                     best_key, self.best_epoch_ = key, epoch + 1
-                    self._best_val = (val_accuracy, val_loss)
+                    self._best_val = dict(val)
                     best_weights = None if epoch + 1 == self.epochs else \
                         [getattr(self, name).copy() for name in self._weight_names]
                 else:
@@ -591,27 +727,39 @@ class BaseSoftmaxClassifier:
                     > budget.left(t):
                 break
             idx = train_idx[idx]
-            loss, acc = self._train_batch(X[idx], y[idx], self._next_learning_rate(), rng)
+            loss, acc = self._train_batch(_rows(X, idx), y[idx], self._next_learning_rate(), rng)
             loss_sum += loss * idx.size
-            acc_sum += acc * idx.size
+            if acc is not None:
+                acc_sum += acc * idx.size
             rows += idx.size
             budget.batch_times.append(_clock() - t)
         if rows == 0:
             return 0.0, 0.0, 0
-        return loss_sum / rows, acc_sum / rows, rows
+        return loss_sum / rows, (None if self.is_regression else acc_sum / rows), rows
 
-    def _evaluate(self, X: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy on rows ``idx`` of ``X``, in bounded-memory chunks."""
+    def _evaluate(self, X: Any, y: np.ndarray, idx: np.ndarray) -> dict:
+        """Validation metrics on rows ``idx`` of ``X``, in bounded-memory chunks:
+        ``val_loss`` (the training loss), ``val_accuracy`` (classification) and ``val_rmse``
+        (regression, in the target's units)."""
+        if self.is_regression:
+            sq = 0.0
+            for lo in range(0, idx.size, PREDICT_BATCH_ROWS):
+                rows = idx[lo:lo + PREDICT_BATCH_ROWS]
+                r = self._logits(_rows(X, rows))[:, 0].astype(np.float64) - y[rows]
+                sq += float(np.dot(r, r))
+            mse = sq / idx.size
+            return {"val_loss": 0.5 * mse, "val_accuracy": None,
+                    "val_rmse": math.sqrt(mse) * self.target_std_}
         loss_sum = correct = 0.0
         for lo in range(0, idx.size, PREDICT_BATCH_ROWS):
             rows = idx[lo:lo + PREDICT_BATCH_ROWS]
-            Z = self._logits(X[rows])
+            Z = self._logits(_rows(X, rows))
             yb = y[rows]
             correct += float(np.count_nonzero(Z.argmax(axis=1) == yb))   # as predict() decides
             Z -= Z.max(axis=1, keepdims=True)
             z_true = Z[np.arange(rows.size), yb]
             loss_sum += float(np.sum(np.log(np.exp(Z).sum(axis=1)) - z_true))
-        return loss_sum / idx.size, correct / idx.size
+        return {"val_loss": loss_sum / idx.size, "val_accuracy": correct / idx.size, "val_rmse": None}
 
     def _learning_rate_at(self, step: int) -> float:
         lr0, first, end = self._segment
@@ -634,15 +782,16 @@ class BaseSoftmaxClassifier:
         """Yield index arrays of one shuffled pass over ``n`` rows (last batch may be short).
 
         Rows inside a batch come in random order; :func:`random_shifts` relies on that.
+        A model whose ``shuffle`` parameter is False takes the rows in input order instead.
         """
-        order = rng.permutation(n)
+        order = rng.permutation(n) if getattr(self, "shuffle", True) else np.arange(n)
         for lo in range(0, n, self.batch_size):
             yield order[lo:lo + self.batch_size]
 
     # -- the run's facts ----------------------------------------------------------------
 
     def _summary(self, time_budget_s: float | None, train_rows: int, val_rows: int) -> dict:
-        best_acc, best_loss = self._best_val
+        best = self._best_val
         last = self.history_[-1] if self.history_ else {}
         try:
             flops = int(self.train_flops_per_sample())
@@ -650,13 +799,19 @@ class BaseSoftmaxClassifier:
             flops = None
         return {
             "algorithm": self.algorithm,
+            "objective": self._objective,
             "epochs_planned": int(self.epochs),
             "epochs_completed": int(self.epochs_completed_),
             "partial_epoch": bool(last.get("partial", False)),
             "stop_reason": self.stop_reason_,
             "best_epoch": self.best_epoch_,
-            "best_val_accuracy": best_acc,
-            "best_val_loss": best_loss,
+            # What chose best_epoch: the validation accuracy (ties: loss), the validation
+            # RMSE, or nothing (no validation rows: the last epoch).
+            "best_epoch_metric": ("last_epoch" if not val_rows else
+                                  "val_rmse" if self.is_regression else "val_accuracy"),
+            "best_val_accuracy": best.get("val_accuracy"),
+            "best_val_loss": best.get("val_loss"),
+            "best_val_rmse": best.get("val_rmse"),
             "final_loss": last.get("loss"),
             "final_learning_rate": last.get("learning_rate"),
             "seconds": self.fit_seconds_,
@@ -681,21 +836,35 @@ class BaseSoftmaxClassifier:
     # -- inference ------------------------------------------------------------------------
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Logits (n, k) float32, computed ``PREDICT_BATCH_ROWS`` rows at a time."""
+        """Raw outputs (n, n_outputs) float32 -- logits, or the standardised regression
+        value -- computed ``PREDICT_BATCH_ROWS`` rows at a time."""
         self._check_fitted()
-        X = check_X(X, n_features=self.n_features_in_)
-        out = np.empty((X.shape[0], self.n_classes_), dtype=FLOAT)
-        for lo in range(0, X.shape[0], PREDICT_BATCH_ROWS):
-            out[lo:lo + PREDICT_BATCH_ROWS] = self._logits(X[lo:lo + PREDICT_BATCH_ROWS])
+        X = self._check_input(X, fitted=True)
+        n = len(X)
+        out = np.empty((n, self._n_outputs()), dtype=FLOAT)
+        for lo in range(0, n, PREDICT_BATCH_ROWS):
+            out[lo:lo + PREDICT_BATCH_ROWS] = self._logits(_rows(X, slice(lo, lo + PREDICT_BATCH_ROWS)))
         return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities (n, k) float32; each row sums to 1."""
+        """Class probabilities (n, k) float32; each row sums to 1. For ``objective="binary"``
+        the score of the positive class is column 1. Not available for regression."""
+        if self.is_regression:
+            raise ValueError(f"predict_proba is for classification, but this {type(self).__name__} "
+                             "has objective 'regression'; use predict() for its values")
         return softmax_inplace(self.decision_function(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Most probable class index per row (int64); argmax of the logits = of the softmax."""
-        return self.decision_function(X).argmax(axis=1).astype(np.int64)
+        """Most probable class index per row (int64; argmax of the logits = of the softmax),
+        or, for regression, the predicted values (float32, in the target's units)."""
+        Z = self.decision_function(X)
+        if self.is_regression:
+            return (Z[:, 0].astype(np.float64) * self.target_std_ + self.target_mean_).astype(FLOAT)
+        return Z.argmax(axis=1).astype(np.int64)
+
+    def _n_outputs(self) -> int:
+        k = getattr(self, "n_outputs_", None)
+        return int(k) if k is not None else int(self.n_classes_)
 
     def _check_fitted(self) -> None:
         if any(getattr(self, name, None) is None for name in self._weight_names) or \
@@ -704,9 +873,28 @@ class BaseSoftmaxClassifier:
 
     # -- hooks for subclasses -------------------------------------------------------------
 
+    def _check_input(self, X: Any, *, fitted: bool) -> Any:
+        """Validate features for ``fit`` (``fitted=False``) or prediction; default: a dense
+        float32 matrix (of ``n_features_in_`` columns once fitted)."""
+        if isinstance(X, FeatureMatrix):
+            raise ValueError(f"the {self.algorithm!r} algorithm takes a dense float32 array, not a "
+                             "FeatureMatrix (convert it with .to_dense(), or use algorithm 'linear')")
+        return check_X(X, n_features=self.n_features_in_ if fitted else None)
+
+    def _output_gradient(self, Z: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, float, float | None]:
+        """``(dJ/dZ, loss, accuracy)`` of a minibatch's outputs ``Z`` (in place on ``Z``):
+        softmax cross-entropy for classification, squared error for regression (accuracy
+        None)."""
+        if self.is_regression:
+            return squared_error(Z, yb)
+        return softmax_cross_entropy(Z, yb)
+
     def _check_data(self, X: np.ndarray) -> None:
         """Model-specific checks of the training matrix: by default its feature count."""
-        self._check_n_features(X.shape[1])
+        self._check_n_features(_n_columns(X))
+
+    def _check_model_size(self, n_features: int, n_outputs: int) -> None:
+        """Raise ``ValueError`` before training if the weights would be too big (default: no limit)."""
 
     def _check_n_features(self, n_features: int) -> None:
         """Raise ``ValueError`` if the model cannot take rows of ``n_features`` (default: any)."""
@@ -727,3 +915,16 @@ class BaseSoftmaxClassifier:
     def _logits(self, X: np.ndarray) -> np.ndarray:
         """Logits of one chunk of validated rows."""
         raise NotImplementedError
+
+
+#: The historical name (every model used to be a softmax classifier); same class.
+BaseSoftmaxClassifier = BaseSGDModel
+
+
+def _rows(X: Any, sel: Any) -> Any:
+    """Rows ``sel`` (index array or slice) of a dense matrix or a :class:`FeatureMatrix`."""
+    return X.rows(sel) if isinstance(X, FeatureMatrix) else X[sel]
+
+
+def _n_columns(X: Any) -> int:
+    return X.n_features if isinstance(X, FeatureMatrix) else X.shape[1]

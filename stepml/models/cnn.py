@@ -253,6 +253,8 @@ class CNNClassifier(BaseSoftmaxClassifier):
         time it is seen (0 disables augmentation).
     image_shape : ``(height, width)`` of the images the rows of ``X`` hold (row-major);
         required to ``fit``.
+    objective : always ``"multiclass"`` (the cnn is an image classifier; binary and regression
+        models are the linear and mlp algorithms' job).
     validation_fraction : share of the rows held out (seeded, stratified) to score every
         epoch, pick the best epoch's weights and stop early; 0 trains on all rows.
     early_stopping_patience : stop after this many epochs without validation progress;
@@ -280,6 +282,7 @@ class CNNClassifier(BaseSoftmaxClassifier):
         "l2": ParamSpec("float", 0.0, 1.0),
         "shift_pixels": ParamSpec("int", 0, 8),
         "image_shape": ParamSpec("image_shape", optional=True),
+        "objective": ParamSpec("choice", choices=("multiclass",)),
         **COMMON_PARAM_SPECS,
         "seed": ParamSpec("int", 0, 2**63 - 1),
         "n_classes": ParamSpec("int", 2, 10_000, optional=True),
@@ -290,8 +293,8 @@ class CNNClassifier(BaseSoftmaxClassifier):
                  hidden_units: int = 128, epochs: int = 6, batch_size: int = 128,
                  learning_rate: float = 0.1, momentum: float = 0.9, l2: float = 5e-4,
                  shift_pixels: int = 2, image_shape: tuple[int, int] | None = None,
-                 validation_fraction: float = 0.05, early_stopping_patience: int = 3,
-                 seed: int = 0, n_classes: int | None = None):
+                 objective: str = "multiclass", validation_fraction: float = 0.05,
+                 early_stopping_patience: int = 3, seed: int = 0, n_classes: int | None = None):
         self.conv1_filters = conv1_filters
         self.conv2_filters = conv2_filters
         self.kernel_size = kernel_size
@@ -303,6 +306,7 @@ class CNNClassifier(BaseSoftmaxClassifier):
         self.l2 = l2
         self.shift_pixels = shift_pixels
         self.image_shape = image_shape
+        self.objective = objective
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience
         self.seed = seed
@@ -389,6 +393,10 @@ class CNNClassifier(BaseSoftmaxClassifier):
         return total
 
     def validate_params(self) -> None:
+        if self.objective != "multiclass":
+            raise ValueError(f"parameter 'objective' must be 'multiclass' for the cnn algorithm (an image "
+                             f"classifier); got {self.objective!r}: use algorithm 'linear' or 'mlp' "
+                             "for binary and regression models")
         super().validate_params()
         if self.image_shape is not None:
             if self.shift_pixels >= min(self.image_shape):

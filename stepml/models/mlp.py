@@ -1,11 +1,13 @@
-"""A one-hidden-layer perceptron (ReLU) with a softmax output, trained by SGD with momentum.
+"""A one-hidden-layer perceptron (ReLU) with a softmax (or, for regression, linear) output,
+trained by SGD with momentum.
 
 Forward pass for a minibatch ``X`` (m, d)::
 
     H = relu(X W1 + b1)          (m, hidden_units)
     Z = H W2 + b2                (m, k)    logits;  P = softmax(Z)
 
-Backward pass of ``J = mean cross-entropy``::
+Backward pass of ``J = mean cross-entropy`` (for ``objective="regression"``, one output and
+``J = mean (z - t)^2 / 2`` on the standardised target, so ``dZ = (Z - t) / m``)::
 
     dZ  = (P - Y) / m
     dW2 = H^T dZ                 db2 = sum_rows dZ
@@ -27,6 +29,12 @@ float32 arrays so BLAS does the work on all cores.
 For images (``image_shape`` given), each training image is translated by a random
 ``(dy, dx)`` in ``[-shift_pixels, shift_pixels]^2`` (zero fill) every time it is seen: a
 cheap way to teach translation invariance, worth about half a point of accuracy on MNIST.
+
+Tabular data. Without ``image_shape`` the rows are any dense feature vectors (a recipe's
+output: ``FeatureMatrix.to_dense()``; a :class:`~stepml.tabular.features.FeatureMatrix` given
+directly is expanded the same way). Wider inputs than :data:`MAX_DENSE_FEATURES` are refused:
+the expanded matrix and ``W1`` grow with the width, and a wide one-hot input is the linear
+model's job.
 """
 
 from __future__ import annotations
@@ -35,14 +43,17 @@ import math
 
 import numpy as np
 
-from .base import (COMMON_PARAM_SPECS, FLOAT, BaseSoftmaxClassifier, ParamSpec, random_shifts,
-                   softmax_cross_entropy)
+from ..tabular.features import FeatureMatrix
+from .base import COMMON_PARAM_SPECS, FLOAT, OBJECTIVES, BaseSGDModel, ParamSpec, check_X, random_shifts
 
-__all__ = ["MLPClassifier", "random_shifts"]
+__all__ = ["MAX_DENSE_FEATURES", "MLPClassifier", "random_shifts"]
+
+#: Widest input the MLP takes (features per row). 60,000 rows of it are 2.4 GB as float32.
+MAX_DENSE_FEATURES = 10_000
 
 
-class MLPClassifier(BaseSoftmaxClassifier):
-    """Multilayer perceptron ``d -> hidden_units (ReLU) -> k (softmax)``.
+class MLPClassifier(BaseSGDModel):
+    """Multilayer perceptron ``d -> hidden_units (ReLU) -> k (softmax)`` (``-> 1`` for regression).
 
     Parameters
     ----------
@@ -58,6 +69,8 @@ class MLPClassifier(BaseSoftmaxClassifier):
         Used only when ``image_shape`` is given; 0 disables augmentation.
     image_shape : ``(height, width)`` of the images the rows of ``X`` hold (row-major), or
         None for non-image data.
+    objective : ``"multiclass"``, ``"binary"`` (classes 0/1; the positive-class score is
+        ``predict_proba(X)[:, 1]``) or ``"regression"`` (one real value; squared loss).
     validation_fraction : share of the rows held out (seeded, stratified) to score every
         epoch, pick the best epoch's weights and stop early; 0 trains on all rows.
     early_stopping_patience : stop after this many epochs without validation progress;
@@ -79,6 +92,7 @@ class MLPClassifier(BaseSoftmaxClassifier):
         "l2": ParamSpec("float", 0.0, 100.0),
         "shift_pixels": ParamSpec("int", 0, 64),
         "image_shape": ParamSpec("image_shape", optional=True),
+        "objective": ParamSpec("choice", choices=OBJECTIVES),
         **COMMON_PARAM_SPECS,
         "seed": ParamSpec("int", 0, 2**63 - 1),
         "n_classes": ParamSpec("int", 2, 1_000_000, optional=True),
@@ -91,8 +105,8 @@ class MLPClassifier(BaseSoftmaxClassifier):
     def __init__(self, hidden_units: int = 512, epochs: int = 12, batch_size: int = 256,
                  learning_rate: float = 0.2, momentum: float = 0.9, l2: float = 1e-4,
                  shift_pixels: int = 1, image_shape: tuple[int, int] | None = None,
-                 validation_fraction: float = 0.05, early_stopping_patience: int = 3,
-                 seed: int = 0, n_classes: int | None = None):
+                 objective: str = "multiclass", validation_fraction: float = 0.05,
+                 early_stopping_patience: int = 3, seed: int = 0, n_classes: int | None = None):
         self.hidden_units = hidden_units
         self.epochs = epochs
         self.batch_size = batch_size
@@ -101,6 +115,7 @@ class MLPClassifier(BaseSoftmaxClassifier):
         self.l2 = l2
         self.shift_pixels = shift_pixels
         self.image_shape = image_shape
+        self.objective = objective
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience
         self.seed = seed
@@ -114,7 +129,18 @@ class MLPClassifier(BaseSoftmaxClassifier):
             raise ValueError(f"parameter 'shift_pixels' ({self.shift_pixels}) must be smaller "
                              f"than the image sides {list(self.image_shape)}")
 
+    def _check_input(self, X, *, fitted):
+        if isinstance(X, FeatureMatrix):
+            if X.n_features > MAX_DENSE_FEATURES:      # before expanding it
+                self._check_n_features(X.n_features)
+            X = X.to_dense()
+        return check_X(X, n_features=self.n_features_in_ if fitted else None)
+
     def _check_n_features(self, n_features):
+        if n_features > MAX_DENSE_FEATURES:
+            raise ValueError(f"the mlp takes at most {MAX_DENSE_FEATURES} features per row; X has "
+                             f"{n_features} (use algorithm 'linear' for wide sparse features, or a "
+                             "recipe with fewer outputs)")
         if self.image_shape is not None:
             h, w = self.image_shape
             if n_features != h * w:
@@ -161,7 +187,7 @@ class MLPClassifier(BaseSoftmaxClassifier):
         np.maximum(H, 0.0, out=H)                       # ReLU
         Z = H @ W2
         Z += b2
-        dZ, loss, acc = softmax_cross_entropy(Z, yb)    # dZ = (P - Y) / m, in Z's memory
+        dZ, loss, acc = self._output_gradient(Z, yb)    # dZ = (P - Y) / m, in Z's memory
 
         # Backward, with every gradient pre-multiplied by -lr: scaling the small (m, k) dZ
         # once is far cheaper than scaling the big (d, h) dW1 later.

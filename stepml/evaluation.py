@@ -1,0 +1,80 @@
+"""What Score computes: the evaluation of a run's predictions against the true targets, per
+model type, with Amazon ML's metric names beside ours, and the quality gate's verdict.
+
+    MULTICLASS  accuracy, MulticlassAvgFScore (macro F1), per class, confusion, log loss, baseline
+    BINARY      BinaryAUC, accuracy / precision / recall / F1 at the 0.5 threshold, log loss, baseline
+    REGRESSION  RegressionRMSE, MAE, R², residuals, baseline (the training mean)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stepml import predictions
+from stepml.errors import DataError
+from stepml.metrics import binary_report, classification_report, regression_report
+from stepml.storage import Storage
+
+#: Quality-gate fields and the model types they apply to.
+GATES = {
+    "min_accuracy": ("BINARY", "MULTICLASS"),
+    "min_auc": ("BINARY",),
+    "max_rmse": ("REGRESSION",),
+}
+
+
+def evaluate(storage: Storage, descriptor: dict, prediction_key: str) -> dict:
+    """Metrics of the predictions at ``prediction_key`` on the datasource's evaluation rows."""
+    if descriptor["kind"] != "csv":  # MNIST: the test split's labels, stored as .npy
+        truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype(np.int64)
+        predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
+        return classification_report(truth, predicted, descriptor["n_classes"], scores=scores)
+
+    from stepml.tabular.datasource import load_table, target_codes
+
+    model_type = descriptor["model_type"]
+    truth = target_codes(load_table(storage, descriptor, "evaluation"), model_type, descriptor["class_labels"])
+    if model_type == "REGRESSION":
+        values = predictions.read_values_csv(storage.get_bytes(prediction_key))
+        _check_count(len(values), len(truth))
+        return regression_report(truth, values, baseline_value=descriptor["target_mean"])
+    predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
+    counts = np.asarray(descriptor["training_class_counts"], dtype=np.float64)
+    if model_type == "BINARY":
+        return binary_report(truth, scores[:, 1], baseline_positive_rate=float(counts[1] / counts.sum()))
+    report = classification_report(truth, predicted, descriptor["n_classes"], scores=scores,
+                                   baseline_class=descriptor["baseline_class"])
+    report["class_labels"] = descriptor["class_labels"]
+    return report
+
+
+def _classes(storage: Storage, key: str, n_classes: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    predicted, scores = predictions.read_csv(storage.get_bytes(key), n_classes=n_classes)
+    _check_count(len(predicted), rows)
+    return predicted, scores
+
+
+def _check_count(predicted: int, truth: int) -> None:
+    if predicted != truth:
+        raise DataError(f"{predicted} predictions for {truth} evaluation rows")
+
+
+def headline(metrics: dict, model_type: str) -> dict:
+    """The few numbers a run is judged by (returned by Score and published as metrics)."""
+    if model_type == "REGRESSION":
+        return {"rmse": metrics["RegressionRMSE"], "r2": metrics["r2"]}
+    if model_type == "BINARY":
+        return {"accuracy": metrics["accuracy"], "auc": metrics["BinaryAUC"], "f1": metrics["f1"]}
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def gate_failures(gate: dict, metrics: dict) -> list[str]:
+    """Why the model fails the trigger's quality gate (empty: it passes)."""
+    failures = []
+    if "min_accuracy" in gate and metrics["accuracy"] < gate["min_accuracy"]:
+        failures.append(f"accuracy {metrics['accuracy']:.4f} is below the gate {gate['min_accuracy']}")
+    if "min_auc" in gate and (metrics["BinaryAUC"] is None or metrics["BinaryAUC"] < gate["min_auc"]):
+        failures.append(f"BinaryAUC {metrics['BinaryAUC']} is below the gate {gate['min_auc']}")
+    if "max_rmse" in gate and metrics["RegressionRMSE"] > gate["max_rmse"]:
+        failures.append(f"RegressionRMSE {metrics['RegressionRMSE']:.6g} is above the gate {gate['max_rmse']}")
+    return failures
