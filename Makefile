@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make demo   set up .venv and run the whole MNIST pipeline on the local stack
 #   make test   set up .venv with the dev extras and run every test
+#   make demo-2016  (optional) the 2016 Amazon ML MNIST files (CSV, schema, recipe, sgd.*) through the pipeline
 #   make bench  (optional) benchmark the built-in models against scikit-learn
 # Offline? Point the MNIST loader at a folder: STEPML_MNIST_DIR=../shared/datasets/mnist make demo
 
@@ -10,10 +11,13 @@ BIN := $(VENV)/bin
 PRESET ?= balanced
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-2016 test lint bench clean
 
 demo: $(VENV)/.local-installed
 	$(BIN)/stepml demo --preset $(PRESET)
+
+demo-2016: $(VENV)/.local-installed
+	$(BIN)/stepml demo --amazonml-2016
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest

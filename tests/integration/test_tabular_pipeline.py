@@ -9,6 +9,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stepml.local.runner import run_trigger
@@ -176,3 +177,34 @@ def test_the_amazon_ml_layout_manifest_maps_each_input_to_its_result(stack, tmp_
     raw = stack.client("s3").get_object(Bucket=stack.bucket, Key=result.split("/", 3)[3])["Body"].read()
     rows = gzip.GzipFile(fileobj=io.BytesIO(raw)).read().decode().splitlines()
     assert len(rows) == 1 + outcome.report["dataset"]["test_rows"]
+
+
+def test_the_2016_amazon_ml_files_run_unchanged_and_their_result_reads_the_2016_way(stack, tmp_path):
+    """The 2016 MNIST scripts' format (headerless CSV, their schema, recipe and sgd.* parameters)
+    on small synthetic digits; `make demo-2016` runs the same with the real 70,000 images."""
+    from stepml import mnist
+    from stepml.amlformat import accuracy_like_2016
+    from stepml.tabular import mnist2016
+
+    splits = mnist.load_splits(mnist.synthetic_mnist(1500, 300, seed=4))
+    s3 = stack.client("s3")
+    for split, name in (("train", "train.csv"), ("test", "test.csv")):
+        # Real scans have a blank background; the look-alikes' noise would give every pixel
+        # 50 quantile bins of pure noise to memorise.
+        images = np.where(splits[split].images < 96, 0, splits[split].images).astype(np.uint8)
+        body = b"".join(mnist2016.csv_lines(images, splits[split].labels))
+        s3.put_object(Bucket=stack.bucket, Key=f"data/mnist-2016/{name}", Body=body)
+    s3.put_object(Bucket=stack.bucket, Key="data/mnist-2016/mnist.csv.schema",
+                  Body=json.dumps(mnist2016.SCHEMA_2016).encode())
+    trigger = mnist2016.trigger_2016("data/mnist-2016/train.csv", "data/mnist-2016/test.csv",
+                                     "data/mnist-2016/mnist.csv.schema")
+    assert trigger["model"]["recipe"] == mnist2016.RECIPE_2016          # nothing adapted
+    outcome = run(stack, tmp_path, trigger, "mnist-2016.json")
+
+    assert outcome.status == "SUCCEEDED", outcome.failure
+    metrics = outcome.report["metrics"]
+    assert metrics["accuracy"] > 0.8 and metrics["MulticlassAvgFScore"] > 0.8
+    [result] = outcome.out_dir.glob("predictions/batch-prediction/result/*-test.csv.gz")
+    header, _ = aml_result(outcome)
+    assert header == ["trueLabel"] + [str(c) for c in range(10)]
+    assert accuracy_like_2016(result.read_bytes()) == pytest.approx(metrics["accuracy"], abs=1e-12)
