@@ -136,6 +136,8 @@ def _check_model_parameters(model: dict) -> None:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:   # say what would do
+        return f"{where}: {error.message}; expected: {error.schema['description']}"
     return f"{where}: {error.message}"
 
 

@@ -40,6 +40,16 @@ def schema(attributes: list[tuple[str, str]], target: str, *, row_id: str | None
     }
 
 
+CENSUS_ATTRIBUTES = [("id", "CATEGORICAL"), ("age", "NUMERIC"), ("country", "CATEGORICAL"),
+                     ("married", "BINARY"), ("notes", "TEXT"), ("zip", "NUMERIC"), ("income", "BINARY")]
+
+
+def census_schema(**changes) -> dict:
+    """A census-like schema with one attribute of each type, a header, a rowId (``id``), a BINARY
+    target (``income``) and one excluded attribute (``zip``); ``changes`` replace top-level keys."""
+    return {**schema(CENSUS_ATTRIBUTES, "income", row_id="id", header=True, excluded=["zip"]), **changes}
+
+
 def banking(n: int = 600, seed: int = 0) -> tuple[bytes, dict]:
     """BINARY: will the customer subscribe? Header row, rowId, every attribute type, missing values."""
     rng = np.random.default_rng(seed)

@@ -110,11 +110,14 @@ def class_labels(values: Iterable[str]) -> list[str]:
         return labels
 
 
-def encode_target(table: Table, model_type: str) -> tuple[np.ndarray, list[str] | None]:
+def encode_target(table: Table, model_type: str, *, min_classes: int = 2,
+                  where: str = "the data") -> tuple[np.ndarray, list[str] | None]:
     """The target as model input.
 
     MULTICLASS: (int64 codes 0..k-1, labels in :func:`class_labels` order, so "10" follows "9");
-    BINARY: (int64 0/1, ["0", "1"]); REGRESSION: (float32 values, None).
+    BINARY: (int64 0/1, ["0", "1"]); REGRESSION: (float32 values, None). A MULTICLASS target
+    needs ``min_classes`` labels (2 to train on; an evaluation set may hold only one), and
+    ``where`` names the rows in that message.
     """
     schema = table.schema
     check_model_type(schema, model_type)
@@ -133,10 +136,10 @@ def encode_target(table: Table, model_type: str) -> tuple[np.ndarray, list[str] 
     if len(unique) > MAX_CLASSES:
         raise DataError(f"target {schema.target!r} has {len(unique):,} distinct values; a MULTICLASS "
                         f"model takes at most MAX_CLASSES = {MAX_CLASSES}")
-    if len(unique) < 2:
+    if len(unique) < min_classes:
         found = f"only {unique.tolist()[0]!r}" if len(unique) else "no rows"
-        raise DataError(f"target {schema.target!r}: a MULTICLASS model needs at least 2 classes; "
-                        f"the data has {found}")
+        raise DataError(f"target {schema.target!r}: a MULTICLASS model needs at least {min_classes} classes; "
+                        f"{where} has {found}")
     labels = class_labels(unique.tolist())
     position = {label: i for i, label in enumerate(labels)}
     remap = np.array([position[label] for label in unique.tolist()], dtype=np.int64)
@@ -242,9 +245,10 @@ class _Reader:
         self.progress = progress
         self.n_columns = len(schema.attributes)
         self.stored = schema.stored
-        self.numeric = [a for a in self.stored if a.type == "NUMERIC"]
+        self.kind = {a.name: schema.stored_type(a) for a in self.stored}   # the rowId is kept as text
+        self.numeric = [a for a in self.stored if self.kind[a.name] == "NUMERIC"]
         self.numeric_index = np.array([a.index for a in self.numeric], dtype=np.int64)
-        self.others = [a for a in self.stored if a.type != "NUMERIC"]
+        self.others = [a for a in self.stored if self.kind[a.name] != "NUMERIC"]
         self.target = schema.attribute(schema.target) if schema.target is not None else None
         self.sources: list[str] = []
         self.numeric_blocks: list[np.ndarray] = []          # (n_numeric, rows) float32
@@ -454,7 +458,7 @@ class _Reader:
         for a in self.others:
             texts = [part[i:j].decode("utf-8").strip()
                      for i, j in zip(field_starts[:, a.index].tolist(), field_ends[:, a.index].tolist())]
-            if a.type == "BINARY":
+            if self.kind[a.name] == "BINARY":
                 column = np.empty(len(texts), dtype=np.float32)
                 for r, text in enumerate(texts):
                     v, code, message = _binary(text)
@@ -464,7 +468,7 @@ class _Reader:
             else:
                 column = np.array(texts, dtype=str) if texts else np.zeros(0, dtype="U1")
             if a is self.target:
-                for r in np.flatnonzero((column == "") if a.type != "BINARY" else np.isnan(column)).tolist():
+                for r in np.flatnonzero((column == "") if self.kind[a.name] != "BINARY" else np.isnan(column)).tolist():
                     problems.add(int(rows[r]), a.index, "missing_target", "the target is missing", "")
             other[a.name] = column
         return numeric, other
@@ -503,9 +507,10 @@ class _Reader:
                 continue
             for a in self.stored:
                 raw = fields[a.index].strip()
-                if a.type == "NUMERIC":
+                kind = self.kind[a.name]
+                if kind == "NUMERIC":
                     v, code, message = _number(raw)
-                elif a.type == "BINARY":
+                elif kind == "BINARY":
                     v, code, message = _binary(raw)
                 else:
                     v, code, message = raw, None, None
@@ -515,7 +520,7 @@ class _Reader:
                     problems.add(i, a.index, code, message, raw)
                     bad = True
                     break
-                if a.type == "NUMERIC":
+                if kind == "NUMERIC":
                     row_numeric.append(v)
                 else:
                     row_other[a.name] = v
@@ -530,7 +535,7 @@ class _Reader:
         other = {}
         for a in self.others:
             values = other_values[a.name]
-            if a.type == "BINARY":
+            if self.kind[a.name] == "BINARY":
                 other[a.name] = np.array(values, dtype=np.float32)
             else:
                 other[a.name] = np.array(values, dtype=str) if values else np.zeros(0, dtype="U1")

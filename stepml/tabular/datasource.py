@@ -21,9 +21,10 @@ import numpy as np
 from stepml.errors import DataError
 from stepml.runs import RunPaths
 from stepml.storage import Storage
-from stepml.tabular.csvdata import encode_target, read_table
-from stepml.tabular.recipe import default_recipe, parse_recipe
-from stepml.tabular.schema import DataSchema, parse_schema
+from stepml.tabular.csvdata import class_labels, encode_target, read_table
+from stepml.tabular.jsondoc import load_object
+from stepml.tabular.recipe import MAX_RECIPE_BYTES, RecipeError, default_recipe, parse_recipe
+from stepml.tabular.schema import DataSchema, check_model_type, parse_schema
 from stepml.tabular.split import split_mask
 from stepml.tabular.stats import table_statistics
 from stepml.tabular.table import Table
@@ -94,16 +95,13 @@ def check_definitions(storage: Storage, files: dict[str, str], versions: dict[st
     schema = parse_schema(storage.get_bytes(files["schema"], max_bytes=MAX_DEFINITION_BYTES,
                                             version_id=versions.get("schema")),
                           name=files["schema"])
-    from stepml.tabular.schema import check_model_type
     check_model_type(schema, model["type"])
     recipe = model.get("recipe")
     if isinstance(recipe, str):
         raw = storage.get_bytes(files["recipe"], max_bytes=MAX_DEFINITION_BYTES,
                                 version_id=versions.get("recipe"))
-        try:
-            recipe = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DataError(f"model/recipe {storage.uri(files['recipe'])} is not JSON: {err}") from None
+        recipe = load_object(raw, name=f"model/recipe {storage.uri(files['recipe'])}", error=RecipeError,
+                             max_bytes=MAX_RECIPE_BYTES, what="a recipe", expected='a JSON object with "outputs"')
     if recipe is None:
         recipe = default_recipe(schema)
     parse_recipe(recipe, schema)
@@ -184,34 +182,43 @@ def _sources(storage: Storage, files: dict[str, str], versions: dict, part: str)
 
 
 def target_description(training: Table, evaluation: Table, model_type: str) -> dict:
-    """Class labels (one order for both tables), the class count, and each baseline's figure."""
+    """Class labels (one order for both tables), the class count, and each baseline's figure.
+
+    The training rows must hold every class a BINARY model has and at least two a MULTICLASS
+    one has; the evaluation rows may hold fewer classes, or classes the training lacks.
+    """
     if model_type == "REGRESSION":
         y, _ = encode_target(training, model_type)
         return {"n_classes": None, "class_labels": None, "target_mean": float(np.mean(y))}
-    _, train_labels = encode_target(training, model_type)
-    _, eval_labels = encode_target(evaluation, model_type)
+    _, train_labels = encode_target(training, model_type, where="the training data")
+    _, eval_labels = encode_target(evaluation, model_type, min_classes=1, where="the evaluation data")
     labels = train_labels if model_type == "BINARY" else merge_labels(train_labels, eval_labels)
     codes = target_codes(training, model_type, labels)
     counts = np.bincount(codes, minlength=len(labels))
+    if model_type == "BINARY" and not counts.all():
+        target = training.schema.target
+        raise DataError(f"target {target!r}: a BINARY model needs both classes (0 and 1) in the training "
+                        f"data; the training data has only {labels[int(counts.argmax())]!r} "
+                        f"({len(training):,} rows)")
     return {"n_classes": len(labels), "class_labels": labels,
             "baseline_class": int(counts.argmax()), "training_class_counts": counts.tolist()}
 
 
 def merge_labels(a: list[str], b: list[str]) -> list[str]:
-    """The union of two class-label lists, in the order encode_target uses (numeric if all are)."""
-    union = set(a) | set(b)
-    try:
-        return sorted(union, key=float)
-    except ValueError:
-        return sorted(union)
+    """The union of two class-label lists, in encode_target's order (:func:`class_labels`)."""
+    return class_labels([*a, *b])
 
 
 def target_codes(table: Table, model_type: str, labels: list[str] | None) -> np.ndarray:
     """The target as class indices into ``labels`` (classification) or float32 values."""
-    y, own = encode_target(table, model_type)
+    y, own = encode_target(table, model_type, min_classes=1)
     if model_type == "REGRESSION" or own == labels:
         return y
     position = {label: i for i, label in enumerate(labels)}
+    missing = [label for label in own if label not in position]
+    if missing:
+        raise DataError(f"target {table.schema.target!r}: class {missing[0]!r} is not one of the "
+                        f"model's classes {labels}")
     return np.array([position[own[c]] for c in range(len(own))], dtype=np.int64)[y]
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stepml.errors import DataError
+from stepml.tabular.jsondoc import load_object
 
 if TYPE_CHECKING:  # pragma: no cover
     from stepml.tabular.schema import DataSchema
@@ -55,6 +56,12 @@ __all__ = ["BUILTIN_GROUPS", "FUNCTIONS", "MAX_RECIPE_BYTES", "Expr", "FeaturePi
 
 MAX_RECIPE_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 64                        # Amazon ML: group and assignment names are 1..64 characters
+#: Transformations nested in one expression, through assignments too (``lowercase(no_punct(x))`` is 2).
+MAX_DEPTH = 32
+#: Expressions a recipe may build (a group expands to one per member, ``cartesian`` of two
+#: groups to every pair): enough for 10,000 attributes each binned and normalised, small enough
+#: that a recipe cannot exhaust the memory of the step that parses it.
+MAX_EXPRESSIONS = 100_000
 SECTIONS = ("groups", "assignments", "outputs")
 BUILTIN_GROUPS = {"ALL_TEXT": "TEXT", "ALL_NUMERIC": "NUMERIC", "ALL_CATEGORICAL": "CATEGORICAL",
                   "ALL_BINARY": "BINARY", "ALL_INPUTS": None}
@@ -134,6 +141,7 @@ class Expr:
     args: tuple[Expr, ...] = ()
     param: int | None = None
     key: str = field(default="", compare=False)
+    depth: int = field(default=0, compare=False)    # transformations nested, 0 for an attribute
 
     @staticmethod
     def attr(name: str, kind: str) -> Expr:
@@ -143,7 +151,7 @@ class Expr:
     def call(op: str, args: tuple[Expr, ...], param: int | None = None) -> Expr:
         inner = [a.key for a in args] + ([str(param)] if param is not None else [])
         return Expr(op, _result_type(op, [a.type for a in args]), args=args, param=param,
-                    key=f"{op}({','.join(inner)})")
+                    key=f"{op}({','.join(inner)})", depth=1 + max((a.depth for a in args), default=0))
 
     def walk(self):
         """This expression and all below it, children first."""
@@ -214,6 +222,7 @@ class _Entry:
 
     def parse(self):
         self.i = 0
+        self.depth = 0
         self.skip()
         if self.i == len(self.text):
             raise self.error(None, "is empty")
@@ -253,7 +262,12 @@ class _Entry:
         self.skip()
         if self.i < len(text) and text[self.i] == "(":
             self.i += 1
-            return _Call(name, self.arguments(), start)
+            if self.depth >= MAX_DEPTH:
+                raise self.error(start, f"transformations nest more than {MAX_DEPTH} deep (MAX_DEPTH)")
+            self.depth += 1
+            node = _Call(name, self.arguments(), start)
+            self.depth -= 1
+            return node
         self.i = after
         return _Name(name, start, False)
 
@@ -321,6 +335,7 @@ class _Compiler:
         self.groups: dict[str, tuple[str, ...]] = {}
         self.assignments: dict[str, tuple[Expr, ...]] = {}
         self.resolving: list[str] = []
+        self.built = 0                          # expressions built by transformations so far
 
     # names -----------------------------------------------------------------------------------
     def check_definition_names(self) -> None:
@@ -358,11 +373,17 @@ class _Compiler:
         loop = self.resolving[self.resolving.index(name):] + [name]
         return entry.error(node.pos, f"{name!r} is defined in terms of itself: {' -> '.join(loop)}")
 
+    def check_chain(self, entry: _Entry) -> None:
+        if len(self.resolving) >= MAX_DEPTH:
+            raise entry.error(None, f"definitions nest more than {MAX_DEPTH} deep (MAX_DEPTH): "
+                                    f"{' -> '.join(self.resolving[:3])} -> ... -> {self.resolving[-1]}")
+
     # groups ----------------------------------------------------------------------------------
     def group(self, name: str) -> tuple[str, ...]:
         if name in self.groups:
             return self.groups[name]
         entry = self.group_entries[name]
+        self.check_chain(entry)
         self.resolving.append(name)
         node = entry.parse()
         if not isinstance(node, _Call) or node.fn not in _GROUP_FUNCTIONS:
@@ -411,6 +432,7 @@ class _Compiler:
         if name in self.assignments:
             return self.assignments[name]
         entry = self.assignment_entries[name]
+        self.check_chain(entry)
         self.resolving.append(name)
         out = self.expression(entry, entry.parse())
         self.resolving.pop()
@@ -476,38 +498,30 @@ class _Compiler:
                     raise entry.error(getattr(arg, "pos", node.pos),
                                       f"{fn} needs {' or '.join(accepted)}; {e.key!r}{origin} is {e.type}")
             columns.append(exprs)
+        count = len(columns[0]) * (len(columns[1]) if len(columns) > 1 else 1)
+        self.built += count
+        if count > MAX_EXPRESSIONS or self.built > MAX_EXPRESSIONS:
+            made = f"{fn} makes {count:,} expressions" + ("" if count == self.built else f" ({self.built:,} so far)")
+            raise entry.error(node.pos, f"{made}; at most {MAX_EXPRESSIONS:,} in a recipe (MAX_EXPRESSIONS)")
         if len(columns) == 1:
-            return tuple(Expr.call(fn, (e,), param) for e in columns[0])
-        return tuple(Expr.call(fn, (a, b), param) for a in columns[0] for b in columns[1])
+            out = tuple(Expr.call(fn, (e,), param) for e in columns[0])
+        else:
+            out = tuple(Expr.call(fn, (a, b), param) for a in columns[0] for b in columns[1])
+        if out and max(e.depth for e in out) > MAX_DEPTH:
+            raise entry.error(node.pos, f"transformations nest more than {MAX_DEPTH} deep, counting those "
+                                        f"of the assignments used (MAX_DEPTH)")
+        return out
 
 
 # -- public API ---------------------------------------------------------------------------------
-
-def _load(raw: bytes | str | dict) -> dict:
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        raw = bytes(raw)
-        if len(raw) > MAX_RECIPE_BYTES:
-            raise RecipeError(f"recipe: {len(raw):,} bytes; a recipe may have at most {MAX_RECIPE_BYTES:,}")
-        try:
-            raw = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise RecipeError(f"recipe: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise RecipeError(f"recipe: not JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-    if not isinstance(raw, dict):
-        raise RecipeError(f"recipe: must be a JSON object with \"outputs\", not {type(raw).__name__}")
-    return raw
-
 
 def parse_recipe(raw: bytes | str | dict, schema: DataSchema) -> Recipe:
     """Parse a recipe (JSON bytes / text or a decoded dict) and check it against ``schema``.
 
     Raises :class:`RecipeError` naming the section, the entry and the character at fault.
     """
-    d = _load(raw)
+    d = load_object(raw, name="recipe", error=RecipeError, max_bytes=MAX_RECIPE_BYTES, what="a recipe",
+                    expected='a JSON object with "outputs"')
     for key in d:
         if key not in SECTIONS:
             raise RecipeError(f"recipe: unknown section {key!r}{_suggest(str(key), SECTIONS)}; "

@@ -10,16 +10,17 @@ The schema is checked before a byte of data is read, so every message names the 
 Attributes keep their CSV column order; ``index`` is the 0-based CSV column.
 
 Differences from Amazon ML: ``rowWeight`` is not supported (a non-null value is an error, not
-silently ignored), and a ``rowId`` may not also be excluded (it would not be stored).
+silently ignored), and a ``rowId`` may not also be excluded (it would not be stored). The rowId's
+values are kept as text whatever its type (see :meth:`DataSchema.stored_type`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from stepml.errors import DataError
+from stepml.tabular.jsondoc import json_type, load_object
 
 __all__ = ["ATTRIBUTE_TYPES", "MAX_ATTRIBUTES", "MAX_NAME_CHARS", "MAX_SCHEMA_BYTES", "MODEL_TARGET_TYPES",
            "Attribute", "DataSchema", "SchemaError", "check_model_type", "parse_schema"]
@@ -73,6 +74,12 @@ class DataSchema:
         skip = set(self.excluded)
         return tuple(a for a in self.attributes if a.name not in skip)
 
+    def stored_type(self, attribute: Attribute) -> str:
+        """How a Table holds ``attribute``: by its type, except the rowId, which is kept as its
+        text (stripped) whatever its type: an identifier is written back as it came, and a
+        NUMERIC one held as float32 would lose digits (16777217 -> 16777216)."""
+        return "TEXT" if attribute.name == self.row_id else attribute.type
+
     def role(self, name: str) -> str:
         """'target', 'rowId', 'excluded' or 'input'."""
         if name == self.target:
@@ -100,23 +107,7 @@ def parse_schema(raw: bytes | str | dict, *, name: str = "schema") -> DataSchema
 
     ``name`` (e.g. the S3 key) starts every error message. Raises :class:`SchemaError`.
     """
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        raw = bytes(raw)
-        if len(raw) > MAX_SCHEMA_BYTES:
-            raise SchemaError(f"{name}: {len(raw):,} bytes; a schema may have at most {MAX_SCHEMA_BYTES:,}")
-        try:
-            raw = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise SchemaError(f"{name}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    if isinstance(raw, str):
-        if len(raw.encode("utf-8")) > MAX_SCHEMA_BYTES:
-            raise SchemaError(f"{name}: more than {MAX_SCHEMA_BYTES:,} bytes; that is not a schema")
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise SchemaError(f"{name}: not JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-    if not isinstance(raw, dict):
-        raise SchemaError(f"{name}: must be a JSON object, not {_json_type(raw)}")
+    raw = load_object(raw, name=name, error=SchemaError, max_bytes=MAX_SCHEMA_BYTES, what="a schema")
     return _Parser(name).schema(raw)
 
 
@@ -134,20 +125,7 @@ def check_model_type(schema: DataSchema, model_type: str) -> None:
                           f"{model_type} model needs a {needed} target")
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+_json_type = json_type
 
 
 class _Parser:

@@ -20,18 +20,19 @@ complement false. The API took this as a JSON *string*; both forms are accepted.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import numpy as np
 
 from stepml.errors import DataError
+from stepml.tabular.jsondoc import load_object
 
 __all__ = ["check_rearrangement", "split_mask", "random_percent", "STRATEGIES"]
 
 STRATEGIES = ("sequential", "random")
 _DEFAULTS = {"percentBegin": 0, "percentEnd": 100, "strategy": "sequential", "randomSeed": "",
              "complement": False}
+MAX_REARRANGEMENT_BYTES = 64 * 1024
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -42,15 +43,10 @@ def check_rearrangement(value: Any, *, name: str = "DataRearrangement") -> dict 
     """
     if value is None:
         return None
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{name}: not JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{name}: must be an object like {{\"splitting\": {{...}}}}, not {type(value).__name__}")
+    if isinstance(value, (str, bytes)) and not value.strip():
+        return None
+    value = load_object(value, name=name, error=DataError, max_bytes=MAX_REARRANGEMENT_BYTES,
+                        what="a DataRearrangement", expected='an object like {"splitting": {...}}')
     if not value:
         return None
     unknown = [k for k in value if k != "splitting"]

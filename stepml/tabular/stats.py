@@ -43,7 +43,7 @@ def table_statistics(table: Table, *, model_type: str | None = None, validation:
         if "invalid_by_reason" in validation:
             out["invalid_by_reason"] = dict(validation["invalid_by_reason"])
     stored = schema.stored
-    numeric = [a for a in stored if a.type == "NUMERIC"]
+    numeric = [a for a in stored if schema.stored_type(a) == "NUMERIC"]
     summaries = {}
     for g in range(0, len(numeric), _GROUP):
         group = numeric[g:g + _GROUP]
@@ -54,7 +54,10 @@ def table_statistics(table: Table, *, model_type: str | None = None, validation:
     for a in stored:
         column = table.columns[a.name]
         entry = {"name": a.name, "type": a.type, "role": schema.role(a.name)}
-        if a.type == "NUMERIC":
+        if a.name == schema.row_id:           # an identifier, kept as text: no distribution
+            entry["missing"] = int((column == "").sum())
+            entry["distinct"] = len(np.unique(column[column != ""]))
+        elif a.type == "NUMERIC":
             entry.update(summaries[a.name])
         elif a.type == "BINARY":
             entry["missing"] = int(np.isnan(column).sum())

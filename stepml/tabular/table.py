@@ -6,6 +6,7 @@ One column per stored attribute (every attribute but the excluded ones), keyed b
     BINARY      float32, 0.0 / 1.0, NaN = missing
     CATEGORICAL numpy 'U' strings, stripped, "" = missing
     TEXT        numpy 'U' strings, stripped, "" = missing
+    the rowId   numpy 'U' strings as in TEXT, whatever its type (its exact text is written back)
 
 Each row remembers where it came from (``source_index`` into ``sources``, and the 1-based
 ``line_numbers`` of its first line in that object), so later steps can point back at the data
@@ -55,7 +56,7 @@ class Table:
         for attribute in expected:
             if attribute.name not in self.columns:
                 raise DataError(f"table has no column for attribute {attribute.name!r}")
-            column = _coerce(attribute.name, attribute.type, self.columns[attribute.name])
+            column = _coerce(attribute.name, self.schema.stored_type(attribute), self.columns[attribute.name])
             if n is None:
                 n = len(column)
             elif len(column) != n:
@@ -139,8 +140,9 @@ class Table:
             if key not in arrays:
                 raise DataError(f"table: no column for attribute {attribute.name!r} (array {key!r})")
             column = arrays[key]
-            want = "float32" if attribute.type in _NUMBER_TYPES else "unicode strings"
-            ok = column.dtype == np.float32 if attribute.type in _NUMBER_TYPES else column.dtype.kind == "U"
+            kind = schema.stored_type(attribute)
+            want = "float32" if kind in _NUMBER_TYPES else "unicode strings"
+            ok = column.dtype == np.float32 if kind in _NUMBER_TYPES else column.dtype.kind == "U"
             if not ok or column.shape != (n,):
                 raise DataError(f"table column {attribute.name!r}: expected {want} of shape ({n},), "
                                 f"got {column.dtype} {column.shape}")

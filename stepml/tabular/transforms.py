@@ -39,6 +39,15 @@ __all__ = ["FORMAT", "FeaturePipeline", "bin_labels", "cartesian_tokens", "ngram
            "quantile_edges"]
 
 FORMAT = "stepml.feature-pipeline/1"
+#: Limits that keep a recipe's features within a step's memory (each is an error naming the
+#: output and, where one row is at fault, its place in the data):
+#: tokens one row may make in one n-gram, OSB or cartesian output (before they are made);
+MAX_TOKENS_PER_ROW = 10_000
+#: tokens one such output may make over all the rows (each is a Python string while fitting);
+MAX_TOKENS_PER_OUTPUT = 10_000_000
+#: cells of the feature matrix, rows x (dense columns + sparse slots of the widest row): 8 bytes
+#: each (a sparse slot is an int32 index and a float32 value), so about 1.2 GB at the limit.
+MAX_FEATURE_CELLS = 150_000_000
 BINARY_MISSING = 0.5
 MISSING = ""                 # the label of the missing category ("" is never a real category)
 
@@ -261,6 +270,10 @@ class FeaturePipeline:
         if not self.fitted:
             raise RuntimeError("FeaturePipeline.transform before fit")
         n = len(table)
+        if n * self.n_dense > MAX_FEATURE_CELLS:
+            raise DataError(f"the features of {n:,} rows x {self.n_dense:,} dense columns would be "
+                            f"{n * self.n_dense:,} cells; at most {MAX_FEATURE_CELLS:,} (MAX_FEATURE_CELLS): "
+                            "use fewer numeric or binary outputs")
         dense = np.zeros((n, self.n_dense), dtype=np.float32)
         for j, out in enumerate(self.dense):
             x = self._evaluate(out.expr, table)
@@ -287,6 +300,7 @@ class FeaturePipeline:
             counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=n)
             flat = np.fromiter((c for r in rows for c in r), dtype=np.int32, count=int(counts.sum()))
             parts.append((counts, flat))
+        _check_cells(cat, parts, self.n_dense, table)
         index, value = _assemble(cat, parts, n)
         return FeatureMatrix(dense, index, value, self.n_sparse)
 
@@ -325,15 +339,19 @@ class FeaturePipeline:
             return x.relabel([label.lower() for label in x.labels]) if isinstance(x, _Cat) else [t.lower() for t in x]
         if op == "no_punct":
             return [no_punct(t) for t in args[0]]
-        if op == "ngram":
-            return [ngrams(t.split(), e.param) for t in args[0]]
-        if op == "osb":
-            return [osb(t.split(), e.param) for t in args[0]]
+        if op in ("ngram", "osb"):
+            words = [t.split() for t in args[0]]
+            count = _ngram_count if op == "ngram" else _osb_count
+            _check_tokens([count(len(w), e.param) for w in words], e, table)
+            make = ngrams if op == "ngram" else osb
+            return [make(w, e.param) for w in words]
         if op == "cartesian":
             a, b = args
             if isinstance(a, _Cat) and isinstance(b, _Cat):
                 return _cross(a, b)
-            return [cartesian_tokens(x, y) for x, y in zip(_token_sets(a), _token_sets(b))]
+            left, right = _token_sets(a), _token_sets(b)
+            _check_tokens([len(x) * len(y) for x, y in zip(left, right)], e, table)
+            return [cartesian_tokens(x, y) for x, y in zip(left, right)]
         raise AssertionError(op)  # pragma: no cover
 
     def _state(self, e: Expr, fit: bool, learn) -> dict:
@@ -406,6 +424,47 @@ class FeaturePipeline:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+def _ngram_count(words: int, n: int) -> int:
+    """How many n-grams of sizes 1..n ``words`` words have (with repeats: an upper bound)."""
+    return sum(words - k + 1 for k in range(1, min(n, words) + 1))
+
+
+def _osb_count(words: int, window: int) -> int:
+    return sum(words - d for d in range(1, min(window, words)))
+
+
+def _place(table, row: int) -> str:
+    sources = getattr(table, "sources", None) or ["<memory>"]
+    return f"{sources[int(table.source_index[row])]} line {int(table.line_numbers[row])}"
+
+
+def _check_tokens(counts: list[int], e: Expr, table) -> None:
+    """Refuse, before making them, more tokens than MAX_TOKENS_PER_ROW / _PER_OUTPUT allow."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.size and counts.max() > MAX_TOKENS_PER_ROW:
+        row = int(counts.argmax())
+        raise DataError(f"recipe output {e.key}: the row at {_place(table, row)} makes {int(counts[row]):,} "
+                        f"tokens; at most {MAX_TOKENS_PER_ROW:,} per row (MAX_TOKENS_PER_ROW): use a "
+                        "smaller n-gram size or window, or shorter text")
+    if counts.sum() > MAX_TOKENS_PER_OUTPUT:
+        raise DataError(f"recipe output {e.key}: {int(counts.sum()):,} tokens over {counts.size:,} rows; at most "
+                        f"{MAX_TOKENS_PER_OUTPUT:,} (MAX_TOKENS_PER_OUTPUT): use a smaller n-gram size or "
+                        "window, or fewer rows")
+
+
+def _check_cells(cat: np.ndarray, parts: list, n_dense: int, table) -> None:
+    n = cat.shape[1] if cat.ndim == 2 and cat.shape[0] else len(table)
+    total = (cat >= 0).sum(axis=0, dtype=np.int64) if cat.shape[0] else np.zeros(n, dtype=np.int64)
+    for counts, _ in parts:
+        total = total + counts
+    width = int(total.max()) if n else 0
+    cells = n * (n_dense + width)
+    if cells > MAX_FEATURE_CELLS:
+        raise DataError(f"the features of {n:,} rows x {n_dense + width:,} columns ({n_dense:,} dense + "
+                        f"{width:,} sparse slots, set by the widest row) would be {cells:,} cells; at most "
+                        f"{MAX_FEATURE_CELLS:,} (MAX_FEATURE_CELLS); the widest row: "
+                        f"{_place(table, int(total.argmax()))}; use fewer or narrower outputs")
 
 def _moments(x: np.ndarray) -> dict:
     v = x[~np.isnan(x)].astype(np.float64)

@@ -10,21 +10,9 @@ from stepml.tabular import csvdata
 from stepml.tabular.csvdata import MAX_CLASSES, encode_target, read_table
 from stepml.tabular.schema import SchemaError, parse_schema
 from stepml.tabular.table import Table
+from tests.tabular_data import census_schema
 
-CENSUS_SCHEMA = parse_schema({
-    "version": "1.0", "rowId": "id", "rowWeight": None, "targetAttributeName": "income",
-    "dataFormat": "CSV", "dataFileContainsHeader": True,
-    "attributes": [
-        {"attributeName": "id", "attributeType": "CATEGORICAL"},
-        {"attributeName": "age", "attributeType": "NUMERIC"},
-        {"attributeName": "country", "attributeType": "CATEGORICAL"},
-        {"attributeName": "married", "attributeType": "BINARY"},
-        {"attributeName": "notes", "attributeType": "TEXT"},
-        {"attributeName": "zip", "attributeType": "NUMERIC"},
-        {"attributeName": "income", "attributeType": "BINARY"},
-    ],
-    "excludedAttributeNames": ["zip"],
-})
+CENSUS_SCHEMA = parse_schema(census_schema())
 
 CENSUS = (
     b"id,age,country,married,notes,zip,income\r\n"          # line 1: header

@@ -479,3 +479,55 @@ def test_sparse_rows_are_compacted_to_the_most_active_row():
         assert np.array_equal(fm.to_dense(), expected)
         assert fm.index.shape[1] == int(expected.sum(axis=1).max())
         assert (fm.index[fm.value == 0] == 0).all()
+
+
+# -- limits: a hostile recipe or text fails with a clear error instead of exhausting memory ----------
+
+def test_deep_nesting_and_long_definition_chains_are_errors_not_crashes():
+    schema = make_schema([("t", "TEXT"), ("y", "BINARY")])
+    deep = "lowercase(" * 5000 + "t" + ")" * 5000
+    with pytest.raises(RecipeError, match=r"outputs\[0\].*nest"):
+        parse_recipe({"outputs": [deep]}, schema)
+    chain = {"a0": "lowercase(t)", **{f"a{i}": f"lowercase(a{i - 1})" for i in range(1, 3000)}}
+    with pytest.raises(RecipeError, match="assignments.*nest"):
+        parse_recipe({"assignments": chain, "outputs": ["a2999"]}, schema)
+
+
+def test_a_recipe_with_too_many_expressions_fails_at_parse_time():
+    from stepml.tabular.recipe import MAX_EXPRESSIONS
+    n = int(MAX_EXPRESSIONS ** 0.5) + 2
+    schema = make_schema([(f"c{i}", "CATEGORICAL") for i in range(n)] + [("y", "BINARY")])
+    with pytest.raises(RecipeError, match=r"outputs\[0\].*cartesian.*expressions; at most"):
+        parse_recipe({"outputs": ["cartesian(ALL_CATEGORICAL, ALL_CATEGORICAL)"]}, schema)
+
+
+def test_a_row_with_too_many_tokens_is_an_error_naming_the_output_and_the_row():
+    from stepml.tabular.transforms import MAX_TOKENS_PER_ROW
+    schema = make_schema([("t", "TEXT"), ("y", "BINARY")])
+    long_text = " ".join(f"w{i}" for i in range(MAX_TOKENS_PER_ROW // 5))
+    table = Table(schema, {"t": ["short text", long_text], "y": [0.0, 1.0]}, sources=["data.csv"])
+    for output in ("ngram(t,10)", "osb(t,10)", "cartesian(t,t)"):
+        recipe = parse_recipe({"outputs": [output]}, schema)
+        with pytest.raises(DataError, match=rf"{output.replace('(', '.').replace(')', '.')}.*data.csv line 2.*at most"):
+            FeaturePipeline(recipe).fit(table)
+
+
+def test_the_feature_matrix_size_is_capped(monkeypatch):
+    from stepml.tabular import transforms
+    monkeypatch.setattr(transforms, "MAX_FEATURE_CELLS", 1000)
+    schema = make_schema([("t", "TEXT"), ("y", "BINARY")])
+    texts = ["a"] * 199 + [" ".join(f"w{i}" for i in range(50))]
+    table = Table(schema, {"t": texts, "y": [0.0] * 200}, sources=["data.csv"])
+    pipeline = FeaturePipeline(parse_recipe({"outputs": ["t"]}, schema)).fit(table)
+    with pytest.raises(DataError, match=r"200 rows .* 50 .*at most 1,000.*data.csv line 200"):
+        pipeline.transform(table)
+
+
+def test_definitions_used_before_they_are_defined_may_not_chain_without_end():
+    schema = make_schema([("t", "TEXT"), ("y", "BINARY")])
+    groups = {f"g{i}": f"group(g{i + 1})" for i in range(3000)} | {"g3000": "group(t)"}
+    with pytest.raises(RecipeError, match="groups.*nest more than"):
+        parse_recipe({"groups": groups, "outputs": ["g0"]}, schema)
+    assignments = {f"a{i}": f"lowercase(a{i + 1})" for i in range(3000)} | {"a3000": "t"}
+    with pytest.raises(RecipeError, match="assignments.*nest more than"):
+        parse_recipe({"assignments": assignments, "outputs": ["a0"]}, schema)

@@ -7,29 +7,10 @@ import pytest
 from stepml.errors import DataError
 from stepml.tabular.schema import (MAX_ATTRIBUTES, Attribute, SchemaError, check_model_type,
                                    parse_schema)
+from tests.tabular_data import census_schema
 
 
-def census(**changes) -> dict:
-    schema = {
-        "version": "1.0",
-        "rowId": "id",
-        "rowWeight": None,
-        "targetAttributeName": "income",
-        "dataFormat": "CSV",
-        "dataFileContainsHeader": True,
-        "attributes": [
-            {"attributeName": "id", "attributeType": "CATEGORICAL"},
-            {"attributeName": "age", "attributeType": "NUMERIC"},
-            {"attributeName": "country", "attributeType": "CATEGORICAL"},
-            {"attributeName": "married", "attributeType": "BINARY"},
-            {"attributeName": "notes", "attributeType": "TEXT"},
-            {"attributeName": "zip", "attributeType": "CATEGORICAL"},
-            {"attributeName": "income", "attributeType": "BINARY"},
-        ],
-        "excludedAttributeNames": ["zip"],
-    }
-    schema.update(changes)
-    return schema
+census = census_schema
 
 
 def error(raw, name="schema") -> str:

@@ -9,22 +9,13 @@ from stepml.tabular.csvdata import read_table
 from stepml.tabular.schema import parse_schema
 from stepml.tabular.stats import table_statistics
 from stepml.tabular.table import Table
+from tests.tabular_data import schema
 
-SCHEMA = parse_schema({
-    "rowId": "id", "targetAttributeName": "y",
-    "attributes": [
-        {"attributeName": "id", "attributeType": "CATEGORICAL"},
-        {"attributeName": "age", "attributeType": "NUMERIC"},
-        {"attributeName": "const", "attributeType": "NUMERIC"},
-        {"attributeName": "empty", "attributeType": "NUMERIC"},
-        {"attributeName": "married", "attributeType": "BINARY"},
-        {"attributeName": "country", "attributeType": "CATEGORICAL"},
-        {"attributeName": "notes", "attributeType": "TEXT"},
-        {"attributeName": "dropped", "attributeType": "TEXT"},
-        {"attributeName": "y", "attributeType": "CATEGORICAL"},
-    ],
-    "excludedAttributeNames": ["dropped"],
-})
+SCHEMA = parse_schema(schema(
+    [("id", "CATEGORICAL"), ("age", "NUMERIC"), ("const", "NUMERIC"), ("empty", "NUMERIC"),
+     ("married", "BINARY"), ("country", "CATEGORICAL"), ("notes", "TEXT"), ("dropped", "TEXT"),
+     ("y", "CATEGORICAL")],
+    "y", row_id="id", excluded=["dropped"]))
 
 
 def make_table() -> Table:
