@@ -36,3 +36,13 @@ class PollTimeout(StepMLError):
 
 class QualityGateFailed(StepMLError):
     """The trained model scored below the trigger's quality gate."""
+
+
+class EngineUnavailable(StepMLError):
+    """The engine's service refuses this account or region (e.g. Amazon ML: no new customers,
+    or a region where it never ran). Retrying cannot help."""
+
+
+class EngineThrottled(Exception):
+    """The engine's service throttled a request that starts a job. Transient: the state
+    machine retries the step with backoff (it is deliberately not a StepMLError)."""
