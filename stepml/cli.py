@@ -166,6 +166,11 @@ def _summarise(outcome) -> None:
               f"model from epoch {summary['best_epoch']}")
     if outcome.report:
         print(f"{headline(outcome.report)}   on {outcome.report['dataset']['test_rows']:,} evaluation rows")
+        if outcome.report.get("cost"):
+            cost = outcome.report["cost"]
+            print(f"estimated cost on AWS: ${cost['total_usd']:.4f}"
+                  + ("" if cost["complete"] else " (some lines have no price)")
+                  + f" — {', '.join(line['item'] for line in cost['lines'])} ({cost['prices']})")
     if outcome.failure:
         print(f"failed in {outcome.failure['failed_step']}: {outcome.failure['error']}: {outcome.failure['cause']}")
     print(f"{outcome.status} in {outcome.seconds:.1f} s" + (f"; results in {outcome.out_dir}/" if outcome.out_dir else ""))

@@ -11,18 +11,27 @@ import json
 import os
 import re
 import time
+import uuid
 from typing import Iterator
 
 from stepml import __version__, datasource, evaluation, mnist, trigger as triggers
+from stepml import cost as costs
 from stepml.engines import COMPLETED, FAILED, get_engine
-from stepml.errors import (DataError, PayloadError, PollTimeout, PredictionFailed,
+from stepml.errors import (DataError, EngineUnavailable, PayloadError, PollTimeout, PredictionFailed,
                            QualityGateFailed, TrainingFailed, TriggerRejected)
 from stepml.runs import RunPaths, now, write_status
 from stepml.storage import Storage, check_key
 from stepml.tabular import datasource as tabular_datasource
 
+# The Check* poll loops wait POLL_SECONDS, then 1.5x longer each time up to POLL_MAX_SECONDS,
+# and give up after MAX_POLLS polls: 10, 15, 22, 33, 50, 75, 112, 168, 253, 300, 300 ... s,
+# 120 polls = about 9.5 hours. One poll costs 8 history events (Wait and Check entered/exited,
+# the task's scheduled/started/succeeded, the Choice is 2 more per loop turn - say 10), so both
+# loops at their maximum use 2 x 120 x 10 = 2,400 of Step Functions' 25,000 events per execution.
 MAX_POLLS = int(os.environ.get("STEPML_MAX_POLLS", "120"))
 POLL_SECONDS = int(os.environ.get("STEPML_POLL_SECONDS", "10"))
+POLL_MAX_SECONDS = int(os.environ.get("STEPML_POLL_MAX_SECONDS", "300"))
+POLL_GROWTH = 1.5
 MNIST_CACHE_PREFIX = "cache/mnist/"
 # Kept back from the Train Lambda's remaining time: loading data, saving the model, records.
 TRAINING_RESERVE_SECONDS = 60
@@ -37,7 +46,16 @@ def step_status(storage: Storage, run_id: str, step: str) -> Iterator[dict]:
     started = time.perf_counter()
     yield details
     write_status(storage, run_id, "RUNNING", step, done=True,
-                 seconds=round(time.perf_counter() - started, 3), **details)
+                 seconds=round(time.perf_counter() - started, 3), memory_mb=function_memory_mb(), **details)
+
+
+def function_memory_mb() -> int | None:
+    """The running Lambda's configured memory (Powertools keeps it from the context), for the
+    run's cost; None outside a handler."""
+    from stepml.observability import logger
+
+    value = logger.get_current_keys().get("function_memory_size")
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
 
 
 def run_id_of(event: dict) -> str:
@@ -148,14 +166,19 @@ def create_datasource(event: dict, storage: Storage) -> dict:
 
 
 # -- Train / CheckTraining -----------------------------------------------------------------
-def train(event: dict, storage: Storage, remaining_seconds: float | None = None) -> dict:
-    """Start training; with the builtin engine, train here within the Lambda's remaining time."""
+def train(event: dict, storage: Storage, remaining_seconds: float | None = None,
+          attempt: str | None = None) -> dict:
+    """Start training; with the builtin engine, train here within the Lambda's remaining time.
+
+    ``attempt`` (the Lambda request id) differs on every retry of the step, so a managed
+    engine names its jobs uniquely and a retry never collides with its own earlier job.
+    """
     run_id = run_id_of(event)
-    model = load_run_trigger(storage, run_id)["model"]
+    run_trigger = load_run_trigger(storage, run_id)
+    model = run_trigger["model"]
     with step_status(storage, run_id, "Train") as details:
         job = get_engine(model["engine"], storage).start_training({
-            "run_id": run_id,
-            "datasource": event["datasource"]["descriptor"],
+            **_engine_job(run_id, run_trigger, event, attempt),
             "algorithm": model["algorithm"],
             "parameters": model["parameters"],
             "seed": model["seed"],
@@ -179,17 +202,29 @@ def check_training(event: dict, storage: Storage) -> dict:
 
 
 # -- BatchPredict / CheckBatchPrediction ---------------------------------------------------
-def batch_predict(event: dict, storage: Storage) -> dict:
+def batch_predict(event: dict, storage: Storage, attempt: str | None = None) -> dict:
     run_id = run_id_of(event)
-    engine_name = load_run_trigger(storage, run_id)["model"]["engine"]
+    run_trigger = load_run_trigger(storage, run_id)
     with step_status(storage, run_id, "BatchPredict") as details:
-        job = get_engine(engine_name, storage).start_batch_prediction({
-            "run_id": run_id,
-            "datasource": event["datasource"]["descriptor"],
+        job = get_engine(run_trigger["model"]["engine"], storage).start_batch_prediction({
+            **_engine_job(run_id, run_trigger, event, attempt),
             "model": event["training"]["model"],
         })
         details.update(job_id=job["job_id"], status=job["status"])
     return _poll_state(job, polls=0)
+
+
+def _engine_job(run_id: str, run_trigger: dict, event: dict, attempt: str | None) -> dict:
+    """What every engine call gets: the run, its datasource, the trigger and engine options."""
+    model = run_trigger["model"]
+    return {
+        "run_id": run_id,
+        "datasource": event["datasource"]["descriptor"],
+        "model_type": model["type"],
+        "options": model.get(model["engine"], {}),
+        "attempt": re.sub(r"[^a-z0-9]", "", (attempt or uuid.uuid4().hex).lower())[:8],
+        "trigger": run_trigger,
+    }
 
 
 def check_batch_prediction(event: dict, storage: Storage) -> dict:
@@ -210,8 +245,15 @@ def _check_job(event: dict, storage: Storage, field: str, describe: str, failed:
 def _poll_state(job: dict, polls: int) -> dict:
     """What the Choice/Wait loop reads: the job, how often it was polled, and how long to wait."""
     if job["status"] != COMPLETED and polls >= MAX_POLLS:
-        raise PollTimeout(f"job {job['job_id']} not finished after {polls} polls")
-    return {**job, "polls": polls, "wait_seconds": POLL_SECONDS}
+        waited = sum(poll_wait_seconds(p) for p in range(polls))
+        raise PollTimeout(f"job {job['job_id']} not finished after {polls} polls "
+                          f"(about {waited / 3600:.1f} hours)")
+    return {**job, "polls": polls, "wait_seconds": poll_wait_seconds(polls)}
+
+
+def poll_wait_seconds(polls: int) -> int:
+    """Seconds to wait before poll number ``polls + 1``: growing by POLL_GROWTH, capped."""
+    return int(min(POLL_MAX_SECONDS, POLL_SECONDS * POLL_GROWTH ** min(polls, 64)))
 
 
 # -- Score ---------------------------------------------------------------------------------
@@ -231,6 +273,13 @@ def score(event: dict, storage: Storage) -> dict:
                 outputs[extra] = event["prediction"][extra]
         failures = evaluation.gate_failures(run_trigger.get("quality_gate", {}), metrics)
         passed = not failures
+        training = storage.get_json(paths.model + "training.json")
+        produced = sum(1 for _ in storage.list_keys(paths.prefix))
+        writes = len(status["steps"]) + 2        # every status.json update, and Score's own two
+        cost = costs.estimate(
+            status["steps"], polls=event["training"].get("polls", 0) + event["prediction"].get("polls", 0),
+            s3_puts=produced + writes + 1, s3_gets=writes + 2 * produced,
+            training=training, prediction=event["prediction"], engine=run_trigger["model"]["engine"])
         report = {
             "run_id": run_id,
             "status": "SUCCEEDED" if passed else "FAILED_QUALITY_GATE",
@@ -239,8 +288,10 @@ def score(event: dict, storage: Storage) -> dict:
             "dataset": {**run_trigger["dataset"], "train_rows": descriptor["train_rows"],
                         "test_rows": descriptor["test_rows"]},
             "model": run_trigger["model"],
-            "training": storage.get_json(paths.model + "training.json"),
+            "training": training,
             "metrics": metrics,
+            "engine_metrics": event["prediction"].get("service_metrics"),
+            "cost": cost,
             "seconds_per_step": {s["step"]: s["seconds"] for s in status["steps"] if "seconds" in s},
             "outputs": outputs,
         }
@@ -314,6 +365,7 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
     try:
         raw = storage.get_bytes(key, max_bytes=triggers.MAX_TRIGGER_BYTES, version_id=version_id)
         run_trigger = triggers.parse(raw)
+        _check_engine_region(run_trigger["model"]["engine"], state_machine_arn.split(":")[3])
     except (TriggerRejected, DataError) as err:
         rejection = {"trigger": key, "version": version, "rejected_at": now(), "reason": str(err),
                      "help": "Fix the trigger and upload it again; see the README's trigger format."}
@@ -338,6 +390,17 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
         first_delivery = False
     outcome = "started" if first_delivery else "duplicate"
     return {"key": key, "run_id": run_id, "outcome": outcome, "execution_arn": execution_arn}
+
+
+def _check_engine_region(engine: str, region: str) -> None:
+    """Amazon ML answers in two regions only: say so before a run starts, not after."""
+    if engine == "amazonml":
+        from stepml.engines.amazonml import check_region
+
+        try:
+            check_region(region)
+        except EngineUnavailable as err:
+            raise TriggerRejected(f"model/engine: {err}") from None
 
 
 def _json(value) -> str:

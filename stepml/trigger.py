@@ -62,7 +62,7 @@ def validate(document: Any) -> dict:
         model.setdefault(name, value)
     model.setdefault("parameters", {})
     dataset = trigger["dataset"]
-    _apply_preset(model, dataset["kind"])
+    _apply_engine_defaults(model, dataset["kind"])
     if dataset["kind"] == "mnist":
         dataset.setdefault("source", "download")
     else:
@@ -106,6 +106,38 @@ def _check_quality_gate(gate: dict, model_type: str) -> None:
                                   f"not {model_type}")
 
 
+#: Algorithms each engine runs; the first is its default (builtin: the preset decides).
+ENGINE_ALGORITHMS = {"builtin": ("linear", "mlp", "cnn"), "sagemaker": ("linear-learner", "xgboost"),
+                     "amazonml": ("linear",)}
+ENGINE_OPTIONS = {"builtin": None, "sagemaker": "sagemaker", "amazonml": "amazonml"}
+
+
+def _apply_engine_defaults(model: dict, kind: str) -> None:
+    """The engine decides which algorithms and option blocks make sense."""
+    engine = model["engine"]
+    for other, block in ENGINE_OPTIONS.items():
+        if block and block in model and other != engine:
+            raise TriggerRejected(f"model/{block}: options for engine {other!r}, but the engine is {engine!r}")
+    if engine == "builtin":
+        _apply_preset(model, kind)
+    else:
+        if "preset" in model:
+            raise TriggerRejected(f"model/preset: presets name builtin algorithms; engine {engine!r} "
+                                  f"runs {', '.join(ENGINE_ALGORITHMS[engine])}")
+        model.setdefault("algorithm", ENGINE_ALGORITHMS[engine][0])
+        options = model.setdefault(ENGINE_OPTIONS[engine], {})
+        defaults = schema()["properties"]["model"]["properties"][ENGINE_OPTIONS[engine]]["properties"]
+        for name, spec in defaults.items():
+            if "default" in spec:
+                options.setdefault(name, spec["default"])
+    if model["algorithm"] not in ENGINE_ALGORITHMS[engine]:
+        raise TriggerRejected(f"model/algorithm: engine {engine!r} runs {', '.join(ENGINE_ALGORITHMS[engine])}, "
+                              f"not {model['algorithm']!r}")
+    if engine == "amazonml" and kind != "csv":
+        raise TriggerRejected("model/engine: Amazon ML reads CSV data with a data schema; use dataset kind csv "
+                              "(MNIST as CSV: see `stepml demo --amazonml-2016`)")
+
+
 def _apply_preset(model: dict, kind: str) -> None:
     """A preset names an algorithm (its tuned defaults); an explicit algorithm must agree."""
     if "preset" not in model and "algorithm" in model:
@@ -124,6 +156,16 @@ ENGINE_SET_PARAMETERS = {"seed": "model.seed", "n_classes": "the datasource", "i
 
 
 def _check_model_parameters(model: dict) -> None:
+    """The algorithm's own check of its parameters (names, types, ranges), before any compute."""
+    if model["engine"] != "builtin":
+        from stepml.engines import check_parameters
+
+        try:
+            model["parameters"] = check_parameters(model["engine"], model["algorithm"], model["parameters"],
+                                                   model["type"])
+        except (TypeError, ValueError, DataError) as err:
+            raise TriggerRejected(f"model.parameters: {err}") from None
+        return
     from stepml.models import make_model  # numpy import only when a trigger is checked
 
     for name in model["parameters"].keys() & ENGINE_SET_PARAMETERS.keys():

@@ -13,6 +13,6 @@ from stepml.storage import Storage
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    result = steps.batch_predict(event, Storage(os.environ["BUCKET_NAME"]))
+    result = steps.batch_predict(event, Storage(os.environ["BUCKET_NAME"]), attempt=context.aws_request_id)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=result.get("rows", 0))
     return result

@@ -15,7 +15,8 @@ from stepml.storage import Storage
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # The Lambda clock bounds training: it stops in time with the best model so far.
     remaining = context.get_remaining_time_in_millis() / 1000
-    result = steps.train(event, Storage(os.environ["BUCKET_NAME"]), remaining_seconds=remaining)
+    result = steps.train(event, Storage(os.environ["BUCKET_NAME"]), remaining_seconds=remaining,
+                         attempt=context.aws_request_id)
     if "training_seconds" in result:
         metrics.add_metric(name="TrainingSeconds", unit=MetricUnit.Seconds, value=result["training_seconds"])
     return result

@@ -23,9 +23,33 @@ class Engine(Protocol):
     def describe_batch_prediction(self, job: dict) -> dict: ...
 
 
+ENGINES = ("builtin", "sagemaker", "amazonml")
+
+
 def get_engine(name: str, storage) -> Engine:
     if name == "builtin":
         from stepml.engines.builtin import BuiltinEngine
 
         return BuiltinEngine(storage)
-    raise ValueError(f"unknown engine {name!r}; available: builtin")
+    if name == "sagemaker":
+        from stepml.engines.sagemaker import SageMakerEngine
+
+        return SageMakerEngine(storage)
+    if name == "amazonml":
+        from stepml.engines.amazonml import AmazonMLEngine
+
+        return AmazonMLEngine(storage)
+    raise ValueError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
+
+
+def check_parameters(engine: str, algorithm: str, parameters: dict, model_type: str) -> dict:
+    """A managed engine's check of a trigger's parameters; returns them normalised."""
+    if engine == "sagemaker":
+        from stepml.engines.sagemaker import check_parameters as check
+
+        return check(algorithm, parameters, model_type)
+    if engine == "amazonml":
+        from stepml.engines.amazonml import check_parameters as check
+
+        return check(parameters, model_type)
+    raise ValueError(f"engine {engine!r} has no parameter check here")

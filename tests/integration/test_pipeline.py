@@ -37,6 +37,12 @@ def stack(synthetic_files):
             yield local
 
 
+def steps_module():
+    from stepml import steps
+
+    return steps
+
+
 def executions(stack) -> list[dict]:
     return stack.client("stepfunctions").list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
 
@@ -167,6 +173,22 @@ def test_the_poll_loop_waits_and_checks_until_the_job_completes(stack, tmp_path,
     entered = [e["stateEnteredEventDetails"]["name"] for e in outcome.events if e["type"].endswith("StateEntered")]
     assert entered.count("WaitForTraining") == 3 and entered.count("CheckTraining") == 3
     assert jobs.polls == 3
+    waits = [json.loads(e["stateEnteredEventDetails"]["input"])["training"]["wait_seconds"]
+             for e in outcome.events if e.get("stateEnteredEventDetails", {}).get("name") == "WaitForTraining"]
+    assert waits == [steps_module().poll_wait_seconds(p) for p in range(3)] and waits[0] < waits[1] < waits[2]
+
+
+def test_a_run_polled_to_the_maximum_stays_far_below_the_execution_history_limit(stack, tmp_path, monkeypatch):
+    """Measure the history events one poll costs, then count a run whose two loops both poll
+    MAX_POLLS times: it must stay far below Step Functions' 25,000 events."""
+    plain = run_trigger(stack, trigger_body(), "count-0.json", tmp_path, say=lambda _: None)
+    SlowJobs(monkeypatch, polls_until_done=3)
+    polled = run_trigger(stack, trigger_body(), "count-3.json", tmp_path, say=lambda _: None)
+
+    per_poll = (len(polled.events) - len(plain.events)) / 3
+    maximal = len(plain.events) + 2 * steps_module().MAX_POLLS * per_poll
+    assert 5 <= per_poll <= 12
+    assert maximal < 25_000 / 5, f"{maximal:.0f} events for a maximal run"
 
 
 def test_a_job_that_never_finishes_fails_with_poll_timeout(stack, tmp_path, monkeypatch):

@@ -27,3 +27,10 @@ def test_training_budget_is_the_lambda_clock_minus_a_reserve_capped_by_the_trigg
     assert steps.training_budget(30, 900) == 30
     assert steps.training_budget(600, reserve + 5) == 5
     assert steps.training_budget(None, 10) == 1.0  # almost out of time: one short try, not a crash
+
+
+def test_poll_waits_grow_by_half_to_a_cap_and_the_longest_wait_is_bounded():
+    waits = [steps.poll_wait_seconds(p) for p in range(steps.MAX_POLLS)]
+    assert waits[:4] == [10, 15, 22, 33]
+    assert all(b >= a for a, b in zip(waits, waits[1:])) and max(waits) == steps.POLL_MAX_SECONDS
+    assert 6 * 3600 < sum(waits) < 12 * 3600       # a managed job may take hours, not days
