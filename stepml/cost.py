@@ -75,12 +75,11 @@ def engine_lines(engine: str, training: dict, prediction: dict) -> list[dict]:
     if engine == "sagemaker":
         lines = []
         for what, facts in (("training", training), ("batch transform", prediction)):
-            if facts.get("seconds") is None:
+            if facts.get("instance_seconds") is None:
                 continue
             instance, count = facts.get("instance_type"), facts.get("instance_count", 1)
-            hours = facts["seconds"] * count / 3600
-            lines.append(_line(f"SageMaker {what} ({count} x {instance})", hours, "instance-hour",
-                               SAGEMAKER_INSTANCE_HOUR.get(instance)))
+            lines.append(_line(f"SageMaker {what} ({count} x {instance})", facts["instance_seconds"] / 3600,
+                               "instance-hour", SAGEMAKER_INSTANCE_HOUR.get(instance)))
         return lines
     if engine == "amazonml":
         compute_ms = (training.get("compute_time_ms") or 0) + (prediction.get("compute_time_ms") or 0)

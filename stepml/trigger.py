@@ -126,7 +126,7 @@ def _apply_engine_defaults(model: dict, kind: str) -> None:
                                   f"runs {', '.join(ENGINE_ALGORITHMS[engine])}")
         model.setdefault("algorithm", ENGINE_ALGORITHMS[engine][0])
         options = model.setdefault(ENGINE_OPTIONS[engine], {})
-        defaults = schema()["properties"]["model"]["properties"][ENGINE_OPTIONS[engine]]["properties"]
+        defaults = schema()["properties"]["model"]["properties"][ENGINE_OPTIONS[engine]].get("properties", {})
         for name, spec in defaults.items():
             if "default" in spec:
                 options.setdefault(name, spec["default"])

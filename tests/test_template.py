@@ -102,7 +102,7 @@ def test_bucket_policy_denies_insecure_transport(resources):
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     tls_deny = [
         s for s in statements
-        if s["Effect"] == "Deny"
+        if s.get("Effect") == "Deny"
         and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
     ]
     assert tls_deny, "no statement denies aws:SecureTransport false"
@@ -136,6 +136,9 @@ def test_globals(template):
         "POWERTOOLS_SERVICE_NAME": "stepml",
         "POWERTOOLS_METRICS_NAMESPACE": "StepML",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "STEPML_JOB_PREFIX": {"Ref": "AWS::StackName"},
+        "STEPML_SAGEMAKER_ROLE_ARN": {"Fn::If": ["SageMakerEnabled", {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]},
+                                                 {"Ref": "AWS::NoValue"}]},
     }
 
 
@@ -291,3 +294,52 @@ def test_sam_validate_lint_is_clean():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "is a valid SAM Template" in output, output
+
+
+def _conditional_statements(policy: dict) -> list[tuple[str, dict]]:
+    """(condition, statement) of every `!If [Condition, statement, !Ref AWS::NoValue]` item."""
+    out = []
+    for item in policy["Properties"]["PolicyDocument"]["Statement"]:
+        if "Fn::If" in item:
+            condition, statement, otherwise = item["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            out.append((condition, statement))
+    return out
+
+
+def test_managed_engines_are_off_by_default_and_least_privilege_when_on(template, resources):
+    assert template["Parameters"]["EnableSageMaker"]["Default"] == "false"
+    assert template["Parameters"]["EnableAmazonML"]["Default"] == "false"
+    assert resources["SageMakerExecutionRole"]["Condition"] == "SageMakerEnabled"
+    trust = resources["SageMakerExecutionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [t["Principal"] for t in trust] == [{"Service": "sagemaker.amazonaws.com"}]
+
+    policies = {k: v for k, v in _of_type(resources, "AWS::IAM::Policy").items()}
+    assert set(policies) == {"TrainEnginesPolicy", "CheckTrainingEnginesPolicy", "BatchPredictEnginesPolicy",
+                             "CheckBatchPredictionEnginesPolicy"}
+    for name, policy in policies.items():
+        assert policy["Condition"] == "ManagedEnginesEnabled"
+        for condition, statement in _conditional_statements(policy):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            service = {a.split(":")[0] for a in actions}
+            assert len(service) == 1 and "*" not in "".join(actions), (name, actions)
+            if service == {"iam"}:          # PassRole: only the job role, only to SageMaker
+                assert actions == ["iam:PassRole"] and condition == "SageMakerEnabled"
+                assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+                assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+                continue
+            assert condition == {"sagemaker": "SageMakerEnabled", "machinelearning": "AmazonMLEnabled"}[service.pop()]
+            for resource in statement["Resource"]:   # only jobs and objects named after this stack
+                assert resource["Fn::Sub"].endswith("/${AWS::StackName}-*"), resource
+
+
+def test_the_amazon_ml_service_may_write_only_its_batch_predictions(resources):
+    (policy,) = _of_type(resources, "AWS::S3::BucketPolicy").values()
+    statements = dict(_conditional_statements(policy) and [(s["Sid"], s) for _, s in _conditional_statements(policy)])
+    assert set(statements) == {"AmazonMLReadsInputs", "AmazonMLWritesBatchPredictions"}
+    for statement in statements.values():
+        assert statement["Principal"] == {"Service": "machinelearning.amazonaws.com"}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    writes = statements["AmazonMLWritesBatchPredictions"]
+    assert writes["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/runs/*/predictions/amazonml/*"}
+    assert set(statements["AmazonMLReadsInputs"]["Action"]) == {"s3:GetObject", "s3:ListBucket"}

@@ -4,16 +4,13 @@ on the local stack, with the real handlers and small synthetic MNIST files."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from stepml.local.runner import find_execution, follow_execution, run_trigger
-from stepml.local.stack import LocalStack
 from stepml.runs import RunPaths
 from stepml.trigger import rejection_key
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.stacks import ROOT, local_stack
 
 
 def trigger_body(prefix="data/mnist/", algorithm="linear", **extra) -> bytes:
@@ -27,14 +24,11 @@ def trigger_body(prefix="data/mnist/", algorithm="linear", **extra) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(synthetic_files):
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-            mp.setenv(k, v)
-        with LocalStack(ROOT) as local:
-            s3 = local.client("s3")
-            for name, body in synthetic_files.items():
-                s3.put_object(Bucket=local.bucket, Key=f"data/mnist/{name}.gz", Body=body)
-            yield local
+    with local_stack() as local:
+        s3 = local.client("s3")
+        for name, body in synthetic_files.items():
+            s3.put_object(Bucket=local.bucket, Key=f"data/mnist/{name}.gz", Body=body)
+        yield local
 
 
 def steps_module():

@@ -7,38 +7,32 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stepml.local.runner import run_trigger
-from stepml.local.stack import LocalStack
 from tests import tabular_data
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.stacks import local_stack
 
 
 @pytest.fixture(scope="module")
 def stack():
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-            mp.setenv(k, v)
-        with LocalStack(ROOT) as local:
-            s3 = local.client("s3")
-            for name, make in (("banking", tabular_data.banking), ("houses", tabular_data.houses),
-                               ("wines", tabular_data.wines)):
-                body, data_schema = make()
-                s3.put_object(Bucket=local.bucket, Key=f"data/{name}/{name}.csv", Body=body)
-                s3.put_object(Bucket=local.bucket, Key=f"data/{name}/{name}.csv.schema",
-                              Body=json.dumps(data_schema).encode())
-            # The wines again as a prefix of two objects, the second a held-out evaluation file.
-            body, _ = tabular_data.wines()
-            lines = body.splitlines(keepends=True)
-            s3.put_object(Bucket=local.bucket, Key="data/wines-parts/train/part-000.csv", Body=b"".join(lines[:200]))
-            s3.put_object(Bucket=local.bucket, Key="data/wines-parts/train/part-001.csv", Body=b"".join(lines[200:350]))
-            s3.put_object(Bucket=local.bucket, Key="data/wines-parts/eval.csv", Body=b"".join(lines[350:]))
-            yield local
+    with local_stack() as local:
+        s3 = local.client("s3")
+        for name, make in (("banking", tabular_data.banking), ("houses", tabular_data.houses),
+                           ("wines", tabular_data.wines)):
+            body, data_schema = make()
+            s3.put_object(Bucket=local.bucket, Key=f"data/{name}/{name}.csv", Body=body)
+            s3.put_object(Bucket=local.bucket, Key=f"data/{name}/{name}.csv.schema",
+                          Body=json.dumps(data_schema).encode())
+        # The wines again as a prefix of two objects, the second a held-out evaluation file.
+        body, _ = tabular_data.wines()
+        lines = body.splitlines(keepends=True)
+        s3.put_object(Bucket=local.bucket, Key="data/wines-parts/train/part-000.csv", Body=b"".join(lines[:200]))
+        s3.put_object(Bucket=local.bucket, Key="data/wines-parts/train/part-001.csv", Body=b"".join(lines[200:350]))
+        s3.put_object(Bucket=local.bucket, Key="data/wines-parts/eval.csv", Body=b"".join(lines[350:]))
+        yield local
 
 
 def csv_trigger(name: str, model_type: str, **model) -> dict:

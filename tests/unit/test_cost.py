@@ -39,8 +39,8 @@ def test_the_total_is_the_sum_of_the_lines():
 
 def test_sagemaker_bills_instance_hours_of_training_and_transform():
     report = cost.estimate([], polls=0, s3_puts=0, s3_gets=0, engine="sagemaker",
-                           training={"cost_facts": {"instance_type": "ml.m5.large", "instance_count": 2, "seconds": 1800}},
-                           prediction={"cost_facts": {"instance_type": "ml.m5.xlarge", "instance_count": 1, "seconds": 360}})
+                           training={"cost_facts": {"instance_type": "ml.m5.large", "instance_count": 2, "instance_seconds": 3600}},
+                           prediction={"cost_facts": {"instance_type": "ml.m5.xlarge", "instance_count": 1, "instance_seconds": 360}})
     training = line(report, "SageMaker training")
     assert training["quantity"] == pytest.approx(1.0) and training["usd"] == pytest.approx(0.115)
     assert line(report, "SageMaker batch transform")["usd"] == pytest.approx(0.1 * 0.23)
@@ -48,7 +48,7 @@ def test_sagemaker_bills_instance_hours_of_training_and_transform():
 
 def test_an_instance_type_without_a_price_leaves_the_estimate_incomplete_not_wrong():
     report = cost.estimate([], polls=0, s3_puts=0, s3_gets=0, engine="sagemaker",
-                           training={"cost_facts": {"instance_type": "ml.p5.48xlarge", "instance_count": 1, "seconds": 60}})
+                           training={"cost_facts": {"instance_type": "ml.p5.48xlarge", "instance_count": 1, "instance_seconds": 60}})
     assert line(report, "SageMaker training")["usd"] is None and not report["complete"]
 
 
