@@ -21,6 +21,17 @@ DEMO_PREFIX = "data/mnist/"
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _local_run(args)
+    except (OSError, ValueError, RuntimeError) as err:
+        print(f"stepml: error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepml", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -33,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     _common_options(run)
 
     demo = commands.add_parser("demo", help="the MNIST pipeline end to end on the local stack")
-    demo.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+    demo.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET["mnist"],
                       help="fast = linear, balanced = mlp, accurate = cnn (default: %(default)s)")
     demo.add_argument("--amazonml-2016", action="store_true",
                       help="MNIST as the 2016 Amazon ML scripts had it: headerless CSV + their data schema, "
@@ -43,15 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                       help=f"folder with the four MNIST IDX files (default: ${mnist.ENV_DIR}; "
                            "without it the pipeline downloads them and checks their SHA-256)")
     _common_options(demo)
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "demo":
-            return _demo(args)
-        return _local_run(args)
-    except (OSError, ValueError, RuntimeError) as err:
-        print(f"stepml: error: {err}", file=sys.stderr)
-        return 2
+    return parser
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -87,14 +90,18 @@ def _demo(args) -> int:
             path = next(p for p in (args.mnist_dir / f"{name}.gz", args.mnist_dir / name) if p.is_file())
             puts.append((path, DEMO_PREFIX + path.name))
         dataset = {"kind": "mnist", "source": "s3", "s3_prefix": DEMO_PREFIX}
-    trigger = {
-        "version": "1",
-        "name": f"mnist-{args.preset}",
-        "dataset": dataset,
-        "model": {"type": "MULTICLASS", "engine": "builtin", "preset": args.preset, "seed": args.seed},
-    }
+    trigger = demo_trigger(args.preset, args.seed, dataset)
     return _run(json.dumps(trigger, indent=2).encode(), f"mnist-{args.preset}.json", puts,
                 args.out, args.verbose)
+
+
+def demo_trigger(preset: str, seed: int, dataset: dict) -> dict:
+    return {
+        "version": "1",
+        "name": f"mnist-{preset}",
+        "dataset": dataset,
+        "model": {"type": "MULTICLASS", "engine": "builtin", "preset": preset, "seed": seed},
+    }
 
 
 def _demo_2016(args) -> int:

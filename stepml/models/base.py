@@ -481,11 +481,11 @@ class BaseSGDModel:
         Validation. A seeded, stratified ``validation_fraction`` of the rows is held out (at
         least one row of every class stays in training; a plain random sample for
         regression). After every epoch the model is scored on it; the weights of the best
-        epoch (highest validation accuracy, ties broken by lower validation loss; for
-        regression the lowest validation RMSE) are restored at the end, and training stops
-        early once ``early_stopping_patience`` epochs in a row brought no progress (accuracy
-        up, or loss down by more than ``MIN_LOSS_IMPROVEMENT``). ``validation_fraction=0``
-        trains on every row and keeps the last weights.
+        epoch (lowest validation loss: cross-entropy, or for regression the RMSE) are
+        restored at the end, and training stops early once ``early_stopping_patience``
+        epochs in a row brought no progress (a new best accuracy, or loss down by more than
+        ``MIN_LOSS_IMPROVEMENT``), unless no more than that many planned epochs are left.
+        ``validation_fraction=0`` trains on every row and keeps the last weights.
 
         Time budget. With ``time_budget_s``, the whole call (validation of the inputs
         included) ends within about one minibatch of that many seconds: an epoch is not
@@ -613,7 +613,7 @@ class BaseSGDModel:
         budget = self._budget
         validating = val_idx.size > 0
         patience = int(self.early_stopping_patience) if validating else 0
-        best_key, best_weights, stale = None, None, 0
+        best_key, best_weights, stale, best_accuracy = None, None, 0, None
         self.stop_reason_, self.best_epoch_, self.epochs_completed_ = "completed", None, 0
         self._best_val = {}
         for epoch in range(self.epochs):
@@ -661,19 +661,21 @@ class BaseSGDModel:
 
             # Best weights and early stopping.
             if validating:
-                # Classification: accuracy, ties broken by the loss. Regression: the loss alone
-                # (half the mean squared error of the standardised target, so the same order
-                # as the validation RMSE).
-                key = (-val_loss,) if self.is_regression else (val_accuracy, -val_loss)
+                # The best epoch is the one with the lowest validation loss (cross-entropy, or
+                # half the MSE of the standardised target: the order of the RMSE). On a few
+                # thousand rows the accuracy moves in steps of a row or two and would pick an
+                # early, unannealed epoch by chance; the loss is smooth. Early stopping counts
+                # as progress a loss lower by MIN_LOSS_IMPROVEMENT or a new best accuracy.
+                new_accuracy = not self.is_regression and (best_accuracy is None or val_accuracy > best_accuracy)
+                if new_accuracy:
+                    best_accuracy = val_accuracy
+                progress = best_key is None or val_loss < -best_key[0] - MIN_LOSS_IMPROVEMENT or new_accuracy
+                key = (-val_loss,)
                 if best_key is None or key > best_key:
-                    progress = best_key is None or val_loss < -best_key[-1] - MIN_LOSS_IMPROVEMENT \
-                        or (not self.is_regression and val_accuracy > best_key[0])
                     best_key, self.best_epoch_ = key, epoch + 1
                     self._best_val = dict(val)
                     best_weights = None if epoch + 1 == self.epochs else \
                         [getattr(self, name).copy() for name in self._weight_names]
-                else:
-                    progress = False
                 stale = 0 if progress else stale + 1
             else:
                 self.best_epoch_ = epoch + 1
@@ -684,7 +686,9 @@ class BaseSGDModel:
             if partial:
                 self.stop_reason_ = "time_budget"
                 break
-            if patience and stale >= patience and epoch + 1 < self.epochs:
+            # Stopping saves at most the epochs that are left; when no more than `patience` are
+            # left, finish them: they are the annealed end of the schedule, often the best ones.
+            if patience and stale >= patience and self.epochs - (epoch + 1) > patience:
                 self.stop_reason_ = "early_stopping"
                 break
             if budget.active and epoch + 1 < self.epochs:
@@ -805,10 +809,10 @@ class BaseSGDModel:
             "partial_epoch": bool(last.get("partial", False)),
             "stop_reason": self.stop_reason_,
             "best_epoch": self.best_epoch_,
-            # What chose best_epoch: the validation accuracy (ties: loss), the validation
-            # RMSE, or nothing (no validation rows: the last epoch).
+            # What chose best_epoch: the validation loss (for regression the same order as
+            # its RMSE), or nothing (no validation rows: the last epoch).
             "best_epoch_metric": ("last_epoch" if not val_rows else
-                                  "val_rmse" if self.is_regression else "val_accuracy"),
+                                  "val_rmse" if self.is_regression else "val_loss"),
             "best_val_accuracy": best.get("val_accuracy"),
             "best_val_loss": best.get("val_loss"),
             "best_val_rmse": best.get("val_rmse"),

@@ -37,3 +37,13 @@ def test_bad_put_spec_is_a_usage_error(tmp_path, capsys):
     trigger.write_text("{}")
     assert main(["local", "run", str(trigger), "--put", "no-colon"]) == 2
     assert "LOCAL_PATH:S3_KEY" in capsys.readouterr().err
+
+
+def test_the_demo_with_default_arguments_builds_a_valid_trigger():
+    from stepml.cli import build_parser, demo_trigger
+    from stepml.trigger import validate
+
+    args = build_parser().parse_args(["demo"])
+    trigger = validate(demo_trigger(args.preset, args.seed, {"kind": "mnist"}))
+    assert trigger["model"]["preset"] == "balanced" and trigger["model"]["algorithm"] == "mlp"
+    assert trigger["name"] == "mnist-balanced"

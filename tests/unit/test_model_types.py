@@ -125,7 +125,7 @@ def test_classification_summary_names_its_metric(problem):
     X, score, train, _ = problem
     model = make_model("linear", {"epochs": 2, "objective": "binary"}, seed=0)
     model.fit(X.rows(train), binary_target(score)[train])
-    assert model.training_summary()["best_epoch_metric"] == "val_accuracy"
+    assert model.training_summary()["best_epoch_metric"] == "val_loss"
     assert all(h["val_rmse"] is None for h in model.history_)
     off = make_model("linear", {"epochs": 2, "validation_fraction": 0}, seed=0)
     assert off.fit(X.rows(train), binary_target(score)[train]).training_summary()["best_epoch_metric"] \

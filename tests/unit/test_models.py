@@ -428,3 +428,35 @@ def test_train_flops_per_sample_counts_the_matrix_products(fitted):
     assert type(fitted)().train_flops_per_sample(784, 10) > 0     # unfitted, dimensions given
     with pytest.raises(NotFittedError):
         type(fitted)().train_flops_per_sample()
+
+
+@pytest.mark.parametrize("epochs, ran, reason", [(10, 4, "early_stopping"), (6, 6, "completed")])
+def test_early_stopping_never_cuts_the_last_patience_epochs_of_the_schedule(monkeypatch, epochs, ran, reason):
+    """Validation never improves after epoch 1, so patience 3 runs out after epoch 4: of 10
+    planned epochs the last 6 are skipped; of 6 planned, only 2 are left, and finishing them
+    (the annealed end of the learning rate) costs less than the patience it took to notice."""
+    from tests.unit.model_helpers import synthetic_digits
+
+    X, y, _, _ = synthetic_digits(200, 10, seed=5)
+    model = SoftmaxRegression(epochs=epochs, early_stopping_patience=3, validation_fraction=0.1)
+    monkeypatch.setattr(model, "_evaluate", lambda X, y, idx: {"val_loss": 0.5, "val_accuracy": 0.9, "val_rmse": None})
+    model.fit(X, y)
+    assert (len(model.history_), model.stop_reason_) == (ran, reason)
+
+
+def test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss_not_a_lucky_accuracy(monkeypatch):
+    """Epoch 2 scores one validation row more, epoch 4 has the clearly lower loss: on a few
+    thousand rows that row is noise, and the smoother loss decides."""
+    from tests.unit.model_helpers import synthetic_digits
+
+    X, y, _, _ = synthetic_digits(200, 10, seed=6)
+    curve = iter([(0.30, 0.90), (0.25, 0.95), (0.22, 0.94), (0.18, 0.94)])
+
+    def evaluate(X, y, idx):
+        loss, accuracy = next(curve)
+        return {"val_loss": loss, "val_accuracy": accuracy, "val_rmse": None}
+
+    model = SoftmaxRegression(epochs=4, validation_fraction=0.1)
+    monkeypatch.setattr(model, "_evaluate", evaluate)
+    model.fit(X, y)
+    assert model.best_epoch_ == 4 and model.training_summary()["best_epoch_metric"] == "val_loss"
