@@ -239,7 +239,14 @@ def _check_job(event: dict, storage: Storage, field: str, describe: str, failed:
     job = getattr(engine, describe)({"run_id": run_id, **previous})
     if job["status"] == FAILED:
         raise failed(job.get("message", f"the engine reports the {field} job FAILED"))
-    return _poll_state({**previous, **job}, polls=previous["polls"] + 1)
+    try:
+        return _poll_state({**previous, **job}, polls=previous["polls"] + 1)
+    except PollTimeout:
+        # The run gives up on the job: a managed one must not run (and bill) on without it.
+        stop = getattr(engine, describe.replace("describe_", "stop_"), None)
+        if stop is not None:
+            stop({"run_id": run_id, **previous, **job})
+        raise
 
 
 def _poll_state(job: dict, polls: int) -> dict:

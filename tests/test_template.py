@@ -343,3 +343,30 @@ def test_the_amazon_ml_service_may_write_only_its_batch_predictions(resources):
     writes = statements["AmazonMLWritesBatchPredictions"]
     assert writes["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/runs/*/predictions/amazonml/*"}
     assert set(statements["AmazonMLReadsInputs"]["Action"]) == {"s3:GetObject", "s3:ListBucket"}
+
+
+def test_each_function_may_make_the_sagemaker_calls_its_step_makes_on_the_right_resource_type(resources):
+    """What each engine call needs (Service Authorization Reference): Create/Describe/Stop*Job on
+    the job's own ARN type; CreateModel on model/ (and iam:PassRole); CreateTransformJob only on
+    transform-job/ (the model is a condition key, sagemaker:ModelArn, not a resource). Stop*: a
+    retried Train / BatchPredict stops its earlier attempt's job, a PollTimeout the run's job."""
+    needs = {
+        "TrainEnginesPolicy": {"CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob"},
+        "CheckTrainingEnginesPolicy": {"DescribeTrainingJob", "StopTrainingJob"},
+        "BatchPredictEnginesPolicy": {"CreateModel", "CreateTransformJob", "DescribeTransformJob", "StopTransformJob"},
+        "CheckBatchPredictionEnginesPolicy": {"DescribeTransformJob", "StopTransformJob"},
+    }
+    resource_type = {"CreateModel": "model"}
+    for name, actions in needs.items():
+        granted: dict[str, set[str]] = {}
+        for condition, statement in _conditional_statements(resources[name]):
+            if condition != "SageMakerEnabled" or statement["Action"] == "iam:PassRole":
+                continue
+            for action in statement["Action"]:
+                granted.setdefault(action.removeprefix("sagemaker:"), set()).update(
+                    re.search(r":([a-z-]+)/\$\{AWS::StackName\}-\*$", r["Fn::Sub"]).group(1)
+                    for r in statement["Resource"])
+        assert set(granted) == actions, name
+        for action, types in granted.items():
+            wanted = resource_type.get(action, "training-job" if "Training" in action else "transform-job")
+            assert wanted in types, (name, action, types)

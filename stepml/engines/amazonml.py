@@ -168,18 +168,6 @@ def _name(run_id: str, what: str) -> str:
 
 # -- errors ----------------------------------------------------------------------------------
 
-def _error(err: Exception) -> tuple[str, str]:
-    response = getattr(err, "response", None) or {}
-    info = response.get("Error", {}) if isinstance(response, dict) else {}
-    return str(info.get("Code") or ""), str(info.get("Message") or err)
-
-
-def _is_client_error(err: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    return isinstance(err, ClientError)
-
-
 def _unavailable(code: str, message: str, operation: str) -> EngineUnavailable:
     if "no longer available to new customers" in message:
         return EngineUnavailable(f"Amazon ML refused {operation}: it is no longer available to new customers "
@@ -189,39 +177,46 @@ def _unavailable(code: str, message: str, operation: str) -> EngineUnavailable:
                              f"Amazon ML (it is no longer available to new customers)")
 
 
+def _call(ml, operation: str, request: dict) -> tuple[dict | None, tuple[str, str, Exception] | None]:
+    """One Amazon ML call: (response, None), or (None, (code, message, error)) for an error the service
+    answered. Denial raises EngineUnavailable (never retried); any other error propagates."""
+    try:
+        return getattr(ml, _snake(operation))(**request), None
+    except Exception as err:                  # botocore's errors: ClientError and its subclasses
+        answered = aws.client_error(err)
+        if answered is None:
+            raise
+        code, message = answered
+        if code in DENIED:
+            raise _unavailable(code, message, operation) from None
+        return None, (code, message, err)
+
+
 def _create(ml, operation: str, **request) -> dict:
     """One Create* call: throttling -> EngineThrottled, denial -> EngineUnavailable, bad input ->
     DataError, each with the service's message."""
-    try:
-        return getattr(ml, _snake(operation))(**request)
-    except Exception as err:                  # botocore's errors: ClientError and its subclasses
-        if not _is_client_error(err):
-            raise
-        code, message = _error(err)
-        if code in DENIED:
-            raise _unavailable(code, message, operation) from None
-        if code in THROTTLING:
-            raise EngineThrottled(f"Amazon ML {operation} was throttled ({code}: {message}); retrying the step") from None
-        raise DataError(f"Amazon ML {operation} refused the request ({code}: {message})") from None
+    response, error = _call(ml, operation, request)
+    if error is None:
+        return response
+    code, message, _ = error
+    if code in THROTTLING:
+        raise EngineThrottled(f"Amazon ML {operation} was throttled ({code}: {message}); retrying the step")
+    raise DataError(f"Amazon ML {operation} refused the request ({code}: {message})")
 
 
 def _get(ml, operation: str, **request) -> tuple[dict | None, str | None]:
     """One Get* call -> (response, None); throttled -> (None, None) (poll again); a missing
     object -> (None, message); denial -> EngineUnavailable."""
-    try:
-        return getattr(ml, _snake(operation))(**request), None
-    except Exception as err:
-        if not _is_client_error(err):
-            raise
-        code, message = _error(err)
-        if code in DENIED:
-            raise _unavailable(code, message, operation) from None
-        if code in THROTTLING:
-            log.warning("Amazon ML %s throttled (%s); polling again later", operation, code)
-            return None, None
-        if code in NOT_FOUND:
-            return None, f"Amazon ML {operation}: {message} ({', '.join(f'{k}={v}' for k, v in request.items())})"
-        raise
+    response, error = _call(ml, operation, request)
+    if error is None:
+        return response, None
+    code, message, err = error
+    if code in THROTTLING:
+        log.warning("Amazon ML %s throttled (%s); polling again later", operation, code)
+        return None, None
+    if code in NOT_FOUND:
+        return None, f"Amazon ML {operation}: {message} ({', '.join(f'{k}={v}' for k, v in request.items())})"
+    raise err
 
 
 def _snake(operation: str) -> str:
@@ -277,6 +272,10 @@ class AmazonMLEngine:
         training_location = dataset["training"]["data"]
         evaluation_location = dataset.get("evaluation", dataset["training"])["data"]
 
+        # A retry of this step (EngineThrottled on a later Create, a lost Lambda answer) creates
+        # all of these again under new ids. Amazon ML has no call to stop a datasource or model
+        # being built, so an earlier attempt's objects finish and bill their compute time
+        # (minutes at $0.42/h for statistics and training); they are left, named after the run.
         ids = {kind: object_id(run_id, attempt, kind) for kind in KINDS}
         datasources = {"training": ids["ds-t"], "evaluation": ids["ds-e"]}
         specs = [("training", ids["ds-t"], training_location, training_split, True),

@@ -40,3 +40,13 @@ def use_client_factory(factory: ClientFactory) -> Iterator[None]:
     finally:
         with _lock:
             _factory = previous
+
+
+def client_error(err: BaseException) -> tuple[str, str] | None:
+    """(code, message) of a botocore ClientError (the service's own words), None for any other error."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(err, ClientError):
+        return None
+    info = err.response.get("Error", {}) if isinstance(err.response, dict) else {}
+    return str(info.get("Code") or ""), str(info.get("Message") or err)

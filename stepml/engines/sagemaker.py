@@ -60,6 +60,11 @@ region without the images or a missing execution role raise EngineUnavailable; a
 service refuses (ValidationException) raises TrainingFailed / PredictionFailed with the
 service's message; a Failed or Stopped job is FAILED with its FailureReason.
 
+Stopping: a retried Train or BatchPredict names a new job, so before creating it the engine
+stops the jobs that the step's earlier attempts created (their names are recorded under
+``runs/<id>/sagemaker/jobs/``), and a run that gives up polling (PollTimeout) stops its job:
+neither keeps running and billing after the run has moved on.
+
 Names: ``<prefix>-<12 hex of sha256(run id)>-<attempt>-<t|m|bp>`` (lower case; the prefix is
 ``STEPML_JOB_PREFIX``, default ``stepml``): unique per run and per Lambda attempt, within
 SageMaker's ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``.
@@ -75,7 +80,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -410,25 +415,15 @@ DENIED = {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException"
           "NotAuthorized", "UnauthorizedOperation", "ExpiredTokenException", "OptInRequired"}
 
 
-def _error(err) -> tuple[str, str]:
-    info = getattr(err, "response", {}).get("Error", {})
-    return info.get("Code", ""), info.get("Message", "") or str(err)
-
-
-def _is_client_error(err: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    return isinstance(err, ClientError)
-
-
 def _start_call(call: Callable, what: str, failed: type[Exception], **params) -> dict:
     """A Create* call, its errors turned into the step's contract."""
     try:
         return call(**params)
     except Exception as err:
-        if not _is_client_error(err):
+        answered = aws.client_error(err)
+        if answered is None:
             raise
-        code, message = _error(err)
+        code, message = answered
         if code in THROTTLING or code in TRANSIENT:
             raise EngineThrottled(f"SageMaker {what}: {code}: {message}") from None
         if code in DENIED:
@@ -441,22 +436,60 @@ def _start_call(call: Callable, what: str, failed: type[Exception], **params) ->
         raise
 
 
-def _describe_call(call: Callable, what: str, **params) -> tuple[dict | None, str | None]:
-    """A Describe* call: (response, None); (None, why) when throttled (poll again); a refused
-    request as ({"_failed": message}, None); AccessDenied raises EngineUnavailable."""
+def _describe_job(call: Callable, what: str, job_kind: str, status_key: str, name: str,
+                  **params) -> tuple[dict | None, dict | None]:
+    """A Describe*Job call as the poll loop sees it: (response, None) once the job is Completed,
+    else (None, the poll's answer): IN_PROGRESS while it runs or stops, or when the call was
+    throttled (poll again); FAILED for a Failed or Stopped job, or one the service no longer
+    knows (ValidationException / ResourceNotFound, e.g. deleted). AccessDenied raises
+    EngineUnavailable."""
     try:
-        return call(**params), None
+        response = call(**params)
     except Exception as err:
-        if not _is_client_error(err):
+        answered = aws.client_error(err)
+        if answered is None:
             raise
-        code, message = _error(err)
+        code, message = answered
         if code in THROTTLING or code in TRANSIENT:
-            return None, f"{code}: {message}"
+            return None, {"job_id": name, "status": IN_PROGRESS, "note": f"poll again: {code}: {message}"}
         if code in DENIED:
             raise EngineUnavailable(f"SageMaker refused {what} ({code}): {message}") from None
         if code in ("ValidationException", "ResourceNotFound"):
-            return {"_failed": f"SageMaker {what}: {message}"}, None
+            return None, {"job_id": name, "status": FAILED, "message": f"SageMaker {what}: {message}"}
         raise
+    status = response[status_key]
+    if status in ("InProgress", "Stopping"):
+        secondary = response.get("SecondaryStatus")
+        return None, {"job_id": name, "status": IN_PROGRESS,
+                      "service_status": f"{status}/{secondary}" if secondary else status}
+    if status != "Completed":
+        return None, {"job_id": name, "status": FAILED, "message": _failure_message(job_kind, response)}
+    return response, None
+
+
+def _stop_job(call: Callable, what: str, name: str, **params) -> bool:
+    """Ask SageMaker to stop a job, best effort: True if it took the request. A job that already
+    ended or never existed (ValidationException / ResourceNotFound) needs nothing; any other
+    refusal (throttling, AccessDenied, no connection) is logged, never raised: stopping is
+    clean-up, and the step it runs in has its own outcome to report."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        call(**params)
+    except BotoCoreError as err:
+        log.warning("SageMaker %s %s: %s; stop the job by hand if it is still running", what, name, err)
+        return False
+    except Exception as err:
+        answered = aws.client_error(err)
+        if answered is None:
+            raise
+        code, message = answered
+        if code not in ("ValidationException", "ResourceNotFound"):
+            log.warning("SageMaker %s %s: %s: %s; stop the job by hand if it is still running",
+                        what, name, code, message)
+        return False
+    log.info("SageMaker %s %s: stop requested", what, name)
+    return True
 
 
 def _seconds(start, end) -> float | None:
@@ -592,6 +625,31 @@ class SageMakerEngine:
     def _prefix(run_id: str) -> str:
         return RunPaths(run_id).key("sagemaker/")
 
+    def _replace_earlier_jobs(self, run_id: str, kind: str, name: str, stop: Callable[[str], bool]) -> None:
+        """Before this attempt creates job ``name``: stop the jobs earlier attempts of the step
+        created, and record ``name`` for a later attempt to stop.
+
+        A step is retried with a new name (the attempt token), also after an attempt whose job
+        had started but whose answer was lost (Lambda.ServiceException, a timeout after the
+        Create call): that job would otherwise run -- and bill -- beside the new one until its
+        MaxRuntimeInSeconds. The record is written before the Create call, so even an attempt
+        that died right after it is known. A job that already ended refuses the stop, quietly."""
+        key = self._prefix(run_id) + f"jobs/{kind}.json"
+        earlier = [n for n in self.storage.get_json_or(key, {}).get("jobs", []) if isinstance(n, str) and n != name]
+        for old in earlier:
+            stop(old)
+        self.storage.put_json(key, {"jobs": [*earlier, name]})
+
+    def stop_training(self, job: dict) -> None:
+        """Stop the training job (the run gave up on it, e.g. PollTimeout); best effort."""
+        name = job["job_id"]
+        _stop_job(self._client().stop_training_job, "StopTrainingJob", name, TrainingJobName=name)
+
+    def stop_batch_prediction(self, job: dict) -> None:
+        """Stop the transform job (the run gave up on it); best effort."""
+        name = job["job_id"]
+        _stop_job(self._client().stop_transform_job, "StopTransformJob", name, TransformJobName=name)
+
     # -- training --------------------------------------------------------------------------
     def start_training(self, job: dict) -> dict:
         run_id, algorithm = job["run_id"], job["algorithm"]
@@ -619,6 +677,8 @@ class SageMakerEngine:
         size = write_csv(self.storage, train_key, data.n, data.d, data.block, data.labels,
                          label_format="%.9g" if kind == "regression" else "%d")
         hp = hyperparameters(algorithm, params, kind, n_classes, data.d, job.get("seed", 0))
+        self._replace_earlier_jobs(run_id, "training", name, lambda old: _stop_job(
+            client.stop_training_job, "StopTrainingJob", old, TrainingJobName=old))
         _start_call(
             client.create_training_job, "CreateTrainingJob", TrainingFailed,
             TrainingJobName=name,
@@ -647,17 +707,10 @@ class SageMakerEngine:
 
     def describe_training(self, job: dict) -> dict:
         name = job["job_id"]
-        response, retry = _describe_call(self._client().describe_training_job, "DescribeTrainingJob",
-                                         TrainingJobName=name)
-        if response is None:
-            return {"job_id": name, "status": IN_PROGRESS, "note": f"poll again: {retry}"}
-        if "_failed" in response:
-            return {"job_id": name, "status": FAILED, "message": response["_failed"]}
-        status = response["TrainingJobStatus"]
-        if status in ("InProgress", "Stopping"):
-            return {"job_id": name, "status": IN_PROGRESS, "service_status": f"{status}/{response['SecondaryStatus']}"}
-        if status != "Completed":
-            return {"job_id": name, "status": FAILED, "message": _failure_message("training", response)}
+        response, unfinished = _describe_job(self._client().describe_training_job, "DescribeTrainingJob", "training",
+                                             "TrainingJobStatus", name, TrainingJobName=name)
+        if unfinished:
+            return unfinished
 
         resources = response.get("ResourceConfig", {})
         count = int(resources.get("InstanceCount", 1))
@@ -734,6 +787,9 @@ class SageMakerEngine:
         input_name = "evaluation.csv"
         write_csv(self.storage, prefix + "transform-input/" + input_name, data.n, data.d, data.block)
 
+        # Only transform jobs run (and bill); an earlier attempt's model costs nothing.
+        self._replace_earlier_jobs(run_id, "transform", transform_name, lambda old: _stop_job(
+            client.stop_transform_job, "StopTransformJob", old, TransformJobName=old))
         _start_call(client.create_model, "CreateModel", PredictionFailed,
                     ModelName=model_name,
                     PrimaryContainer={"Image": image, "ModelDataUrl": self._uri_of(job.get("model") or training["model"])},
@@ -758,22 +814,15 @@ class SageMakerEngine:
 
     def describe_batch_prediction(self, job: dict) -> dict:
         name = job["job_id"]
-        response, retry = _describe_call(self._client().describe_transform_job, "DescribeTransformJob",
-                                         TransformJobName=name)
-        if response is None:
-            return {"job_id": name, "status": IN_PROGRESS, "note": f"poll again: {retry}"}
-        if "_failed" in response:
-            return {"job_id": name, "status": FAILED, "message": response["_failed"]}
-        status = response["TransformJobStatus"]
-        if status in ("InProgress", "Stopping"):
-            return {"job_id": name, "status": IN_PROGRESS, "service_status": status}
-        if status != "Completed":
-            return {"job_id": name, "status": FAILED, "message": _failure_message("transform", response)}
+        response, unfinished = _describe_job(self._client().describe_transform_job, "DescribeTransformJob",
+                                             "transform", "TransformJobStatus", name, TransformJobName=name)
+        if unfinished:
+            return unfinished
 
         run_id, rows = job["run_id"], job["rows"]
-        raw = self.storage.get_bytes(job["output_key"])
         try:
-            scores = parse_output(raw, job["algorithm"], job["output"], job["n_classes"], rows)
+            scores = parse_output(self.storage.iter_chunks(job["output_key"]), job["algorithm"], job["output"],
+                                  job["n_classes"], rows)
         except ValueError as err:
             return {"job_id": name, "status": FAILED,
                     "message": f"SageMaker transform output {self.storage.uri(job['output_key'])}: {err}"}
@@ -812,29 +861,52 @@ def _failure_message(what: str, response: dict) -> str:
     return f"the SageMaker {what} job {status}: {reason or 'no FailureReason given'}"
 
 
-def parse_output(raw: bytes, algorithm: str, kind: str, n_classes: int | None, rows: int) -> np.ndarray:
-    """The transform's output as class probabilities (n, k) or values (n,); ValueError if it is
-    not one valid line per input row."""
-    lines = raw.decode("utf-8").splitlines()
-    if lines and lines[-1] == "":
-        lines.pop()
-    if len(lines) != rows:
-        raise ValueError(f"{len(lines)} output lines for {rows} input rows")
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of byte chunks (a chunk may end anywhere); a final empty line is none."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def parse_output(raw: bytes | Iterable[bytes], algorithm: str, kind: str, n_classes: int | None,
+                 rows: int) -> np.ndarray:
+    """The transform's output (bytes, or a stream of chunks as read from S3) as class
+    probabilities (n, k) or values (n,); ValueError if it is not one valid line per input row.
+    Memory: the (rows, k) result and one chunk, whatever the output's size; an output with more
+    lines than rows is refused at the first extra line."""
     k = 1 if kind == "regression" else n_classes
     out = np.empty((rows, k), dtype=np.float64)
-    for i, line in enumerate(lines):
+    n = 0
+    for n, line in enumerate(_lines([raw] if isinstance(raw, (bytes, bytearray)) else raw), start=1):
+        if n > rows:
+            raise ValueError(f"more output lines than the {rows} input rows")
+        text = line.decode("utf-8").rstrip("\r")
         try:
-            value = json.loads(line)
-            if algorithm == "linear-learner":
-                if not isinstance(value, dict) or "score" not in value:
-                    raise ValueError("not a JSON object with a 'score'")
-                value = value["score"]
-            out[i] = _scores(value, kind, k)
+            out[n - 1] = _scores(_line_value(text, algorithm), kind, k)
         except (ValueError, TypeError) as err:
-            raise ValueError(f"line {i + 1} ({line[:80]!r}): {err}") from None
+            raise ValueError(f"line {n} ({text[:80]!r}): {err}") from None
+    if n != rows:
+        raise ValueError(f"{n} output lines for {rows} input rows")
     if not np.isfinite(out).all():
         raise ValueError("scores that are not finite numbers")
     return out[:, 0] if kind == "regression" else out
+
+
+def _line_value(text: str, algorithm: str):
+    """One output line as JSON: Linear Learner's object's "score"; XGBoost's number or list
+    (``[0.1, 0.2, 0.7]``, or the same as a plain CSV row ``0.1,0.2,0.7``)."""
+    if algorithm == "linear-learner":
+        value = json.loads(text)
+        if not isinstance(value, dict) or "score" not in value:
+            raise ValueError("not a JSON object with a 'score'")
+        return value["score"]
+    if "," in text and not text.lstrip().startswith("["):
+        return [float(v) for v in text.split(",")]
+    return json.loads(text)
 
 
 def _scores(value, kind: str, k: int) -> list[float]:

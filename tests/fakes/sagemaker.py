@@ -221,8 +221,10 @@ class FakeSageMaker:
         job = self.training_jobs.get(request["TrainingJobName"])
         if job is None:
             raise ServiceError("ValidationException", "Requested resource not found.")
-        if job["TrainingJobStatus"] == "InProgress":
-            job.update(TrainingJobStatus="Stopping", SecondaryStatus="Stopping")
+        if job["TrainingJobStatus"] != "InProgress":       # as the service answers
+            raise ServiceError("ValidationException", f"The request was rejected because the training job is in "
+                                                      f"status {job['TrainingJobStatus']}.")
+        job.update(TrainingJobStatus="Stopping", SecondaryStatus="Stopping")
         return {}
 
     def _finish_training(self, job: dict) -> None:
@@ -345,9 +347,22 @@ class FakeSageMaker:
         if job is None:
             raise ServiceError("ValidationException", "Could not find requested job with name "
                                                       f"{request['TransformJobName']}")
-        if self._advance(job, "TransformJobStatus"):
+        if job["TransformJobStatus"] == "Stopping":
+            job.update(TransformJobStatus="Stopped", TransformEndTime=_now())
+        elif self._advance(job, "TransformJobStatus"):
             self._finish_transform(job)
         return {k: v for k, v in job.items() if not k.startswith("_")}
+
+    def _stop_transform_job(self, request: dict) -> dict:
+        job = self.transform_jobs.get(request["TransformJobName"])
+        if job is None:
+            raise ServiceError("ValidationException", "Could not find requested job with name "
+                                                      f"{request['TransformJobName']}")
+        if job["TransformJobStatus"] != "InProgress":      # as the service answers
+            raise ServiceError("ValidationException", f"The request was rejected because the transform job is in "
+                                                      f"status {job['TransformJobStatus']}.")
+        job.update(TransformJobStatus="Stopping")
+        return {}
 
     def _finish_transform(self, job: dict) -> None:
         start = job["CreationTime"] + dt.timedelta(seconds=240)     # instances take minutes to start

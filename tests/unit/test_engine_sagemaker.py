@@ -276,11 +276,11 @@ def test_a_retry_never_collides_with_its_earlier_job_and_a_reused_name_is_refuse
     first = engine.start_training(engine_job("r1", "linear-learner", "MULTICLASS", attempt="aaaa1111"))
     retry = engine.start_training(engine_job("r1", "linear-learner", "MULTICLASS", attempt="bbbb2222"))
     assert first["job_id"] != retry["job_id"] and set(fake.training_jobs) == {first["job_id"], retry["job_id"]}
+    training, _ = poll(engine.describe_training, retry)
     # the service refuses a second job of the same name; the engine says so
     with pytest.raises(TrainingFailed, match="Job name must be unique"):
         engine.start_training(engine_job("r1", "linear-learner", "MULTICLASS", attempt="aaaa1111"))
     # and batch prediction's names differ per attempt too
-    training, _ = poll(engine.describe_training, retry)
     jobs = [engine.start_batch_prediction({"run_id": "r1", "datasource": DESCRIPTOR.format(run="r1"),
                                            "model": training["model"], "attempt": a}) for a in ("c1", "c2")]
     assert len({j["job_id"] for j in jobs}) == 2 and len(fake.models) == 2
@@ -431,6 +431,24 @@ def test_transform_outputs_parse_in_each_documented_layout():
         sm.parse_output(b"1.5\n", "xgboost", "binary", 2, 1)
 
 
+def test_transform_output_is_parsed_as_a_stream_and_stops_at_the_first_extra_line():
+    """CheckBatchPrediction has 256 MB: the output is never held whole, and a runaway one is refused early."""
+    read = []
+
+    def chunks():
+        for i in range(1000):
+            read.append(i)
+            yield b"0.5\n0.5\n"
+
+    with pytest.raises(ValueError, match="more output lines than the 3 input rows"):
+        sm.parse_output(chunks(), "xgboost", "binary", 2, 3)
+    assert len(read) == 2
+    split = [b'{"sco', b're": 0.8}\n{"score"', b": 0.1}"]            # chunks end anywhere, even mid-line
+    assert np.allclose(sm.parse_output(iter(split), "linear-learner", "binary", 2, 2), [[0.2, 0.8], [0.9, 0.1]])
+    # XGBoost multi:softprob as a plain CSV row (the container's other layout) reads the same
+    assert np.allclose(sm.parse_output(b"0.5,0.25,0.25\n", "xgboost", "multiclass", 3, 1), [[0.5, 0.25, 0.25]])
+
+
 def test_a_request_the_service_refuses_fails_the_step_with_the_services_message(env):
     storage, fake = env
     storage.put_json(DESCRIPTOR.format(run="r1"), mnist_datasource(storage))
@@ -438,3 +456,42 @@ def test_a_request_the_service_refuses_fails_the_step_with_the_services_message(
     with pytest.raises(TrainingFailed, match="CreateTrainingJob was refused.*ml.t9.huge.*enum"):
         sm.SageMakerEngine(storage).start_training(job)
     assert fake.training_jobs == {} and fake.errors["ValidationException"] == 1
+
+
+def test_a_retried_step_stops_the_job_its_earlier_attempt_left_running(env):
+    """A retry after a lost response (Lambda.ServiceException once the job had started) names a
+    new job; the earlier attempt's job would keep running and billing, so the retry stops it."""
+    storage, fake = env
+    storage.put_json(DESCRIPTOR.format(run="r1"), mnist_datasource(storage))
+    engine = sm.SageMakerEngine(storage)
+    first = engine.start_training(engine_job("r1", "linear-learner", "MULTICLASS", attempt="aaaa1111"))
+    retry = engine.start_training(engine_job("r1", "linear-learner", "MULTICLASS", attempt="bbbb2222"))
+    assert [r["TrainingJobName"] for r in fake.requests("StopTrainingJob")] == [first["job_id"]]
+    assert fake.training_jobs[first["job_id"]]["TrainingJobStatus"] == "Stopping"
+    training, seen = poll(engine.describe_training, retry)
+    assert seen[-1] == COMPLETED
+
+    def predict(attempt):
+        return engine.start_batch_prediction({"run_id": "r1", "datasource": DESCRIPTOR.format(run="r1"),
+                                              "model": training["model"], "attempt": attempt})
+
+    old, new = predict("c1"), predict("c2")
+    assert [r["TransformJobName"] for r in fake.requests("StopTransformJob")] == [old["job_id"]]
+    assert poll(engine.describe_batch_prediction, new)[1][-1] == COMPLETED
+    # a third attempt asks to stop every earlier job; one that already ended refuses, quietly
+    predict("c3")
+    assert [r["TransformJobName"] for r in fake.requests("StopTransformJob")][1:] == [old["job_id"], new["job_id"]]
+
+
+def test_stopping_a_job_that_timed_out_and_one_already_gone(env):
+    storage, fake = env
+    storage.put_json(DESCRIPTOR.format(run="r1"), mnist_datasource(storage))
+    engine = sm.SageMakerEngine(storage)
+    started = engine.start_training(engine_job("r1", "linear-learner", "MULTICLASS"))
+    engine.stop_training({"run_id": "r1", **started})
+    assert engine.describe_training({"run_id": "r1", **started})["status"] == FAILED   # Stopped
+    engine.stop_training({"run_id": "r1", "job_id": "stepml-gone-t"})                # no such job: no error
+    fake.deny("StopTrainingJob")
+    engine.stop_training({"run_id": "r1", **started})                                # best effort: logged
+    vanished = engine.describe_training({"run_id": "r1", "job_id": "stepml-gone-t"})
+    assert vanished["status"] == FAILED and "not found" in vanished["message"]

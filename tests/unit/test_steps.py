@@ -34,3 +34,26 @@ def test_poll_waits_grow_by_half_to_a_cap_and_the_longest_wait_is_bounded():
     assert waits[:4] == [10, 15, 22, 33]
     assert all(b >= a for a, b in zip(waits, waits[1:])) and max(waits) == steps.POLL_MAX_SECONDS
     assert 6 * 3600 < sum(waits) < 12 * 3600       # a managed job may take hours, not days
+
+
+def test_a_poll_timeout_stops_the_engines_job_before_failing(monkeypatch):
+    """The run fails at the timeout; a managed job must not keep running (and billing) after it."""
+    stopped = []
+
+    class Engine:
+        def describe_training(self, job):
+            return {"job_id": job["job_id"], "status": "IN_PROGRESS"}
+
+        def stop_training(self, job):
+            stopped.append(job["job_id"])
+
+    monkeypatch.setattr(steps, "get_engine", lambda name, storage: Engine())
+    monkeypatch.setattr(steps, "load_run_trigger", lambda storage, run_id: {"model": {"engine": "sagemaker"}})
+    event = {"run_id": "r1", "training": {"job_id": "j", "status": "IN_PROGRESS", "polls": steps.MAX_POLLS - 1}}
+    with pytest.raises(PollTimeout):
+        steps.check_training(event, storage=None)
+    assert stopped == ["j"]
+    # an engine without a stop (builtin, amazonml) just times out
+    monkeypatch.setattr(Engine, "stop_training", None)
+    with pytest.raises(PollTimeout):
+        steps.check_training(event, storage=None)
