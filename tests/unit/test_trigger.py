@@ -125,3 +125,31 @@ def test_a_preset_that_contradicts_the_algorithm_is_rejected():
 def test_time_budget_must_be_a_sane_number_of_seconds(budget):
     with pytest.raises(TriggerRejected, match="time_budget_seconds"):
         parse({**VALID, "model": {"type": "MULTICLASS", "time_budget_seconds": budget}})
+
+
+def sagemaker_trigger(**options) -> dict:
+    return {"version": "1", "dataset": {"kind": "mnist"},
+            "model": {"type": "MULTICLASS", "engine": "sagemaker", "sagemaker": options}}
+
+
+def test_a_managed_engine_gets_its_default_algorithm_and_options():
+    model = trigger.validate(sagemaker_trigger())["model"]
+    assert model["algorithm"] == "linear-learner" and "preset" not in model
+    assert model["sagemaker"] == {"instance_type": "ml.m5.large", "instance_count": 1, "volume_size_gb": 10,
+                                  "max_runtime_seconds": 3600, "transform_instance_type": "ml.m5.large"}
+
+
+@pytest.mark.parametrize("document, message", [
+    (sagemaker_trigger(max_runtime_seconds=30_000), "max_runtime_seconds"),        # beyond the poll window
+    ({"version": "1", "dataset": {"kind": "mnist"}, "model": {"type": "MULTICLASS", "engine": "amazonml"}},
+     "use dataset kind csv"),
+    ({"version": "1", "dataset": {"kind": "mnist"},
+      "model": {"type": "MULTICLASS", "engine": "sagemaker", "preset": "fast"}}, "presets name builtin algorithms"),
+    ({"version": "1", "dataset": {"kind": "mnist"},
+      "model": {"type": "MULTICLASS", "engine": "sagemaker", "algorithm": "mlp"}}, "runs linear-learner, xgboost"),
+    ({"version": "1", "dataset": {"kind": "mnist"},
+      "model": {"type": "MULTICLASS", "sagemaker": {}}}, "options for engine 'sagemaker'"),
+])
+def test_engine_settings_that_cannot_work_are_rejected(document, message):
+    with pytest.raises(TriggerRejected, match=message):
+        trigger.validate(document)
