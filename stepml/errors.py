@@ -46,3 +46,9 @@ class EngineUnavailable(StepMLError):
 class EngineThrottled(Exception):
     """The engine's service throttled a request that starts a job. Transient: the state
     machine retries the step with backoff (it is deliberately not a StepMLError)."""
+
+
+class TransientError(Exception):
+    """S3 (or the network) failed in a way that may pass: SlowDown, a 5xx, a timeout or a lost
+    connection. The state machine retries the step with backoff; after the last retry the run
+    fails with this error and its message."""

@@ -6,6 +6,7 @@ boto3 client is created lazily (inside a moto mock when running locally).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -13,9 +14,31 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from stepml.errors import DataError
+from stepml.errors import DataError, TransientError
 
 MAX_JSON_BYTES = 16 * 1024 * 1024  # reports and descriptors are small; refuse giant JSON
+#: S3 error codes that may pass on their own (botocore has already retried them a few times).
+TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
+                   "ThrottlingException", "RequestLimitExceeded", "503", "500"}
+
+
+@contextlib.contextmanager
+def transient_errors(operation: str, uri: str):
+    """Turn S3's passing failures into TransientError (retried by the state machine); every
+    other error (access denied, no such key, ...) goes through unchanged."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ResponseStreamingError
+
+    try:
+        yield
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in TRANSIENT_CODES or status >= 500:
+            raise TransientError(f"S3 {operation} {uri}: {code or status} "
+                                 f"({err.response.get('Error', {}).get('Message', 'no message')})") from None
+        raise
+    except (ConnectionError, HTTPClientError, ResponseStreamingError) as err:
+        raise TransientError(f"S3 {operation} {uri}: {type(err).__name__}: {err}") from None
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -58,7 +81,8 @@ class Storage:
     def head(self, key: str) -> dict | None:
         """Metadata of an object, or None when it does not exist."""
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+            with transient_errors("HeadObject", self.uri(key)):
+                return self.client.head_object(Bucket=self.bucket, Key=check_key(key))
         except self.client.exceptions.ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -73,14 +97,16 @@ class Storage:
             raise DataError(
                 f"{self.uri(key)} is {obj['ContentLength']:,} bytes; the limit is {max_bytes:,}"
             )
-        return obj["Body"].read()
+        with transient_errors("GetObject", self.uri(key)):
+            return obj["Body"].read()
 
     def iter_chunks(self, key: str, *, version_id: str | None = None,
                     chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The object's bytes as a stream of chunks: large data is never held whole."""
         body = self._get_object(key, version_id)["Body"]
         try:
-            yield from body.iter_chunks(chunk_size)
+            with transient_errors("GetObject", self.uri(key)):
+                yield from body.iter_chunks(chunk_size)
         finally:
             body.close()
 
@@ -89,7 +115,8 @@ class Storage:
         if version_id:
             kwargs["VersionId"] = version_id
         try:
-            return self.client.get_object(**kwargs)
+            with transient_errors("GetObject", self.uri(key)):
+                return self.client.get_object(**kwargs)
         except self.client.exceptions.ClientError as err:
             code = err.response.get("Error", {}).get("Code")
             if code in ("NoSuchKey", "NoSuchVersion", "404"):
@@ -126,14 +153,16 @@ class Storage:
         """ListObjectsV2 entries (Key, Size, ETag, ...) under prefix, in key order."""
         paginator = self.client.get_paginator("list_objects_v2")
         config = {"MaxItems": limit} if limit else {}
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig=config):
-            yield from page.get("Contents", [])
+        with transient_errors("ListObjectsV2", self.uri(prefix)):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig=config):
+                yield from page.get("Contents", [])
 
     # -- writing ---------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        self.client.put_object(
-            Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
-        )
+        with transient_errors("PutObject", self.uri(key)):
+            self.client.put_object(
+                Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
+            )
         return self.uri(key)
 
     def put_json(self, key: str, value: Any) -> str:

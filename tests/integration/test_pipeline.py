@@ -86,7 +86,7 @@ def test_quality_gate_fails_the_run_after_writing_the_report(stack, tmp_path):
     assert outcome.report["status"] == "FAILED_QUALITY_GATE"
 
 
-def test_a_duplicated_s3_event_starts_one_execution(stack):
+def test_the_same_trigger_delivered_three_times_starts_one_execution(stack):
     s3, lam = stack.client("s3"), stack.client("lambda")
     key = "triggers/twice.json"
     put = s3.put_object(Bucket=stack.bucket, Key=key, Body=trigger_body())  # the upload starts one
@@ -213,3 +213,51 @@ def test_a_time_budgeted_run_says_how_many_epochs_ran_and_why_it_stopped(stack, 
     assert summary["seconds"] < 3  # stopped at the budget, not long after
     assert len(outcome.report["training"]["history"]) >= summary["epochs_completed"]
     assert "val_accuracy" in outcome.report["training"]["history"][0]  # the validation curve
+
+
+def test_a_step_hit_by_a_passing_s3_fault_is_retried_and_the_run_succeeds(stack, tmp_path, monkeypatch):
+    """S3 answers SlowDown once to CreateDataSource's read of the images: the step fails with
+    TransientError, the state machine's Retry runs it again, and the run succeeds."""
+    import botocore.client
+    from botocore.exceptions import ClientError
+
+    real = botocore.client.BaseClient._make_api_call
+    faults = {"left": 1}
+
+    def flaky(client, operation, params):
+        if operation == "GetObject" and params.get("Key", "").endswith("train-images-idx3-ubyte.gz") \
+                and faults["left"]:
+            faults["left"] -= 1
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, operation)
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", flaky)
+    outcome = run_trigger(stack, trigger_body(), "flaky.json", tmp_path, say=lambda _: None)
+
+    assert faults["left"] == 0
+    assert outcome.status == "SUCCEEDED", outcome.failure
+    failed = [e["lambdaFunctionFailedEventDetails"] for e in outcome.events if e["type"] == "LambdaFunctionFailed"]
+    assert [f["error"] for f in failed] == ["TransientError"]
+    assert "SlowDown" in failed[0]["cause"]
+
+
+def test_a_fault_that_does_not_pass_fails_the_run_after_the_retries(stack, tmp_path, monkeypatch):
+    import botocore.client
+    from botocore.exceptions import ClientError
+
+    real = botocore.client.BaseClient._make_api_call
+
+    def down(client, operation, params):
+        if operation == "GetObject" and params.get("Key", "").endswith("train-images-idx3-ubyte.gz"):
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "We encountered an internal error."},
+                               "ResponseMetadata": {"HTTPStatusCode": 500}}, operation)
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", down)
+    outcome = run_trigger(stack, trigger_body(), "down.json", tmp_path, say=lambda _: None)
+
+    assert outcome.status == "FAILED"
+    assert outcome.failure["error"] == "TransientError" and "InternalError" in outcome.failure["cause"]
+    attempts = [e for e in outcome.events if e["type"] == "LambdaFunctionFailed"]
+    assert len(attempts) == 5                       # the first try and the ASL's 4 retries

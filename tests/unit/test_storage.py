@@ -29,3 +29,39 @@ def test_get_json_or_tells_a_missing_object_from_a_broken_one():
         storage.put_bytes("runs/x/status.json", b"{not json")
         with pytest.raises(DataError, match="not valid JSON"):
             storage.get_json_or("runs/x/status.json", {})
+
+
+@pytest.mark.parametrize("code, status, transient", [
+    ("SlowDown", 503, True), ("InternalError", 500, True), ("ServiceUnavailable", 503, True),
+    ("RequestTimeout", 400, True), ("AccessDenied", 403, False), ("InvalidRequest", 400, False),
+])
+def test_s3_errors_that_may_pass_become_transient_errors_and_the_rest_do_not(code, status, transient):
+    import boto3
+    from botocore.stub import Stubber
+
+    from stepml.errors import TransientError
+    from stepml.storage import Storage
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    storage = Storage("b", _client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error("put_object", service_error_code=code, service_message="m", http_status_code=status)
+        if transient:
+            with pytest.raises(TransientError, match=f"S3 PutObject s3://b/runs/x/a.json: {code}"):
+                storage.put_bytes("runs/x/a.json", b"{}")
+        else:
+            with pytest.raises(client.exceptions.ClientError, match=code):
+                storage.put_bytes("runs/x/a.json", b"{}")
+
+
+def test_a_missing_object_is_still_missing_not_transient():
+    import boto3
+    from botocore.stub import Stubber
+
+    from stepml.storage import MissingObject, Storage
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+        with pytest.raises(MissingObject, match="does not exist"):
+            Storage("b", _client=client).get_bytes("data/x.csv")
