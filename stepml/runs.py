@@ -15,10 +15,15 @@ A run writes only under its own prefix, so runs never overwrite each other.
 from __future__ import annotations
 
 import datetime as _dt
+import random
+import time
 from dataclasses import dataclass
 
 from stepml import __version__
-from stepml.storage import Storage
+from stepml.errors import TransientError
+from stepml.storage import Storage, WriteConflict
+
+STATUS_WRITE_ATTEMPTS = 8
 
 RUNS_PREFIX = "runs/"
 
@@ -49,19 +54,31 @@ def now() -> str:
 
 
 def write_status(storage: Storage, run_id: str, state: str, step: str, **extra) -> dict:
-    """Record where the run stands; someone with only S3 access can follow it."""
+    """Record where the run stands; someone with only S3 access can follow it.
+
+    A read-modify-write made safe by S3's conditional writes: the new status is written only
+    if status.json is still the version that was read (or still absent), else it is read
+    again and the step record re-applied, so concurrent writers (a duplicate event, an
+    overlapping retry) never lose each other's records.
+    """
     paths = RunPaths(run_id)
-    previous = storage.get_json_or(paths.status, {})
-    steps = previous.get("steps", [])
-    steps.append({"step": step, "state": state, "at": now(), **extra})
-    status = {
-        "run_id": run_id,
-        "state": state,
-        "step": step,
-        "updated_at": now(),
-        "started_at": previous.get("started_at", now()),
-        "code_version": __version__,
-        "steps": steps,
-    }
-    storage.put_json(paths.status, status)
-    return status
+    for attempt in range(STATUS_WRITE_ATTEMPTS):
+        previous, etag = storage.get_json_and_etag(paths.status)
+        previous = previous or {}
+        steps = previous.get("steps", [])
+        steps.append({"step": step, "state": state, "at": now(), **extra})
+        status = {
+            "run_id": run_id,
+            "state": state,
+            "step": step,
+            "updated_at": now(),
+            "started_at": previous.get("started_at", now()),
+            "code_version": __version__,
+            "steps": steps,
+        }
+        try:
+            storage.put_json(paths.status, status, **({"if_match": etag} if etag else {"if_none_match": True}))
+            return status
+        except WriteConflict:
+            time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
+    raise TransientError(f"{storage.uri(paths.status)} kept changing under {STATUS_WRITE_ATTEMPTS} attempts to update it")

@@ -57,6 +57,10 @@ def check_key(key: str) -> str:
     return key
 
 
+class WriteConflict(Exception):
+    """A conditional write lost: the object changed (or appeared) since it was read."""
+
+
 class MissingObject(DataError):
     """The object (or the requested version of it) is not in the bucket."""
 
@@ -131,6 +135,20 @@ class Storage:
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise DataError(f"{self.uri(key)} is not valid JSON: {err}") from None
 
+    def get_json_and_etag(self, key: str) -> tuple[Any, str | None]:
+        """(JSON, ETag) of the object, or (None, None) when it does not exist: the ETag makes a
+        later :meth:`put_bytes` conditional on nobody having changed it meanwhile."""
+        try:
+            obj = self._get_object(key, None)
+        except MissingObject:
+            return None, None
+        with transient_errors("GetObject", self.uri(key)):
+            raw = obj["Body"].read()
+        try:
+            return json.loads(raw), obj["ETag"]
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(f"{self.uri(key)} is not valid JSON: {err}") from None
+
     def get_json_or(self, key: str, default: Any) -> Any:
         """The JSON at key, or default when there is no such object (one request, not two)."""
         try:
@@ -158,16 +176,27 @@ class Storage:
                 yield from page.get("Contents", [])
 
     # -- writing ---------------------------------------------------------------------------
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        with transient_errors("PutObject", self.uri(key)):
-            self.client.put_object(
-                Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
-            )
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+                  if_match: str | None = None, if_none_match: bool = False) -> str:
+        """One PUT (atomic: readers see the old object or the new one, never a part). With
+        ``if_match`` (an ETag) or ``if_none_match`` it is S3's conditional write and raises
+        :class:`WriteConflict` when the object changed or already exists."""
+        conditions = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            with transient_errors("PutObject", self.uri(key)):
+                self.client.put_object(
+                    Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type, **conditions
+                )
+        except self.client.exceptions.ClientError as err:
+            if conditions and err.response.get("Error", {}).get("Code") in ("PreconditionFailed",
+                                                                              "ConditionalRequestConflict"):
+                raise WriteConflict(f"{self.uri(key)} changed while it was being updated") from None
+            raise
         return self.uri(key)
 
-    def put_json(self, key: str, value: Any) -> str:
+    def put_json(self, key: str, value: Any, **conditions: Any) -> str:
         body = json.dumps(value, indent=2, sort_keys=False, default=_json_default).encode()
-        return self.put_bytes(key, body, "application/json")
+        return self.put_bytes(key, body, "application/json", **conditions)
 
     def put_npy(self, key: str, array: np.ndarray) -> str:
         buf = io.BytesIO()
