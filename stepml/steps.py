@@ -386,6 +386,10 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
     execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
     first_delivery = not storage.exists(paths.trigger)
     if first_delivery:  # write-once: a duplicate event finds it there
+        if storage.exists(triggers.rejection_key(key)):
+            # An earlier version of this trigger was rejected; this one is fine: the old record
+            # would only mislead (the bucket's versioning keeps it).
+            storage.delete(triggers.rejection_key(key))
         storage.put_json(paths.trigger, run_trigger)
         write_status(storage, run_id, "RUNNING", "StartRun", done=True,
                      execution_arn=execution_arn, trigger=key)

@@ -194,6 +194,11 @@ class Storage:
             raise
         return self.uri(key)
 
+    def delete(self, key: str) -> None:
+        """Remove the object (in a versioned bucket: a delete marker; its versions stay)."""
+        with transient_errors("DeleteObject", self.uri(key)):
+            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
     def put_json(self, key: str, value: Any, **conditions: Any) -> str:
         body = json.dumps(value, indent=2, sort_keys=False, default=_json_default).encode()
         return self.put_bytes(key, body, "application/json", **conditions)

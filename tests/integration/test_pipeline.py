@@ -261,3 +261,18 @@ def test_a_fault_that_does_not_pass_fails_the_run_after_the_retries(stack, tmp_p
     assert outcome.failure["error"] == "TransientError" and "InternalError" in outcome.failure["cause"]
     attempts = [e for e in outcome.events if e["type"] == "LambdaFunctionFailed"]
     assert len(attempts) == 5                       # the first try and the ASL's 4 retries
+
+
+def test_a_fixed_trigger_uploaded_again_runs_and_clears_its_old_rejection(stack, tmp_path):
+    s3 = stack.client("s3")
+    broken = json.dumps({"version": "1", "dataset": {"kind": "mnist"}}).encode()
+    first = run_trigger(stack, broken, "fixme.json", tmp_path, say=lambda _: None)
+    assert first.status == "REJECTED" and "model" in first.rejection["reason"]
+
+    second = run_trigger(stack, trigger_body(), "fixme.json", tmp_path, say=lambda _: None)
+
+    assert second.status == "SUCCEEDED", second.failure
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix="triggers/fixme.json").get("Contents", [])
+    assert [o["Key"] for o in listed] == ["triggers/fixme.json"]
+    versions = s3.list_object_versions(Bucket=stack.bucket, Prefix="triggers/fixme.json.rejected")
+    assert versions.get("Versions") and versions.get("DeleteMarkers")      # kept as a version, not lost
