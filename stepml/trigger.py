@@ -55,7 +55,14 @@ def parse(raw: bytes) -> dict:
 def validate(document: Any) -> dict:
     errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
-        raise TriggerRejected("; ".join(_describe(e) for e in errors[:5]))
+        messages, described = [], set()
+        for e in errors:   # a key failing both its pattern and its 'not' is explained once
+            if e.validator in ("pattern", "not") and "description" in e.schema:
+                if (tuple(e.absolute_path), e.schema["description"]) in described:
+                    continue
+                described.add((tuple(e.absolute_path), e.schema["description"]))
+            messages.append(_describe(e))
+        raise TriggerRejected("; ".join(messages[:5]))
     trigger = copy.deepcopy(document)  # never modify the caller's object
     model = trigger["model"]
     for name, value in DEFAULTS.items():
@@ -178,8 +185,10 @@ def _check_model_parameters(model: dict) -> None:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:   # say what would do
-        return f"{where}: {error.message}; expected: {error.schema['description']}"
+    if error.validator in ("anyOf", "oneOf", "pattern") and "description" in error.schema:   # say what would do
+        return f"{where}: {error.message}; expected: {error.schema['description'].rstrip('.')}"
+    if error.validator == "not" and "description" in error.schema:   # its message would dump a sub-schema
+        return f"{where}: {error.instance!r} is not allowed; expected: {error.schema['description'].rstrip('.')}"
     return f"{where}: {error.message}"
 
 

@@ -327,9 +327,14 @@ class _Reader:
         records, lines, rest = _quoted_records(part, self.line)
         if rest:
             if final:   # an open quote swallowed the rest of the object
-                self.rows_read += 1
-                self._invalid(self.line + part[:len(part) - len(rest)].count(b"\n"), None,
-                              "quotes", "a quoted field is never closed", rest.decode("utf-8", "replace"))
+                # Every line it swallowed is a row lost, not one: counted as one invalid row, a
+                # stray quote could hide most of an object under max_invalid_share.
+                lost = max(1, rest.count(b"\n"))
+                self.rows_read += lost
+                self._invalid(self.line + part[:len(part) - len(rest)].count(b"\n"), None, "quotes",
+                              f"a quoted field is never closed; the {lost:,} lines to the end of the object "
+                              "are lost", rest.decode("utf-8", "replace"))
+                self.invalid_by_reason["quotes"] += lost - 1
                 rest = b""
             elif len(rest) > MAX_OPEN_QUOTE_BYTES:
                 start = self.line + part[:len(part) - len(rest)].count(b"\n")

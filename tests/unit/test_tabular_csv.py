@@ -152,10 +152,16 @@ def test_too_many_invalid_rows_fail_with_share_limit_and_places():
     assert report["rows_invalid"] == 2
 
 
-def test_an_unclosed_quote_is_one_invalid_row():
-    _, report = read_table(one(b'1,y,a\n2,y,"b\n3,y,c\n' + b"4,y,d\n" * 20), SMALL, max_invalid_share=0.5)
-    assert report["rows_valid"] == 1
+def test_an_unclosed_quote_makes_every_line_it_swallows_invalid():
+    data = b'1,y,a\n2,y,"b\n3,y,c\n' + b"4,y,d\n" * 20
+    _, report = read_table(one(data), SMALL, max_invalid_share=1.0)
+    assert (report["rows_read"], report["rows_valid"], report["rows_invalid"]) == (23, 1, 22)
+    assert report["invalid_by_reason"] == {"quotes": 22}
     assert report["invalid_examples"][0]["line"] == 2 and "never closed" in report["invalid_examples"][0]["reason"]
+    with pytest.raises(DataError, match="line 2: .* a quoted field is never closed; the 22 lines"):
+        read_table(one(data), SMALL)      # not one invalid row among 2: 22 of 23 rows lost
+    _, report = read_table(one(b'1,y,a\n2,y,"b\n'), SMALL, max_invalid_share=0.5)   # on the last line: one row
+    assert (report["rows_read"], report["rows_invalid"]) == (2, 1)
 
 
 def test_no_valid_rows():
