@@ -370,3 +370,15 @@ def test_each_function_may_make_the_sagemaker_calls_its_step_makes_on_the_right_
         for action, types in granted.items():
             wanted = resource_type.get(action, "training-job" if "Training" in action else "transform-job")
             assert wanted in types, (name, action, types)
+
+
+def test_a_trigger_event_start_run_cannot_handle_is_kept_not_lost(resources):
+    props = resources["StartRunFunction"]["Properties"]
+    assert props["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["StartRunDeadLetterQueue", "Arn"]}}
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 2
+    queue = resources["StartRunDeadLetterQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True and queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    [deny] = resources["StartRunDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    alarm = resources["UnhandledTriggerAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 1
