@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Iterator
 
-from stepml import __version__, datasource, evaluation, mnist, trigger as triggers
+from stepml import __version__, datasource, evaluation, mnist, reuse, trigger as triggers
 from stepml import cost as costs
 from stepml.engines import COMPLETED, FAILED, get_engine
 from stepml.errors import (DataError, EngineUnavailable, PayloadError, PollTimeout, PredictionFailed,
@@ -148,20 +148,34 @@ def _mirrors_from_env() -> list[str] | None:
 
 # -- CreateDataSource ----------------------------------------------------------------------
 def create_datasource(event: dict, storage: Storage) -> dict:
+    """Validate the inputs and write the datasource, or reuse the one an earlier run built from
+    the same inputs, definition and code (``stepml.reuse``; ``dataset.rebuild`` forces a build)."""
     run_id = run_id_of(event)
+    paths = RunPaths(run_id)
     with step_status(storage, run_id, "CreateDataSource") as details:
         run_trigger = load_run_trigger(storage, run_id)
-        if run_trigger["dataset"]["kind"] == "csv":
-            descriptor = tabular_datasource.create_csv_datasource(
-                storage, run_id, event["data"], run_trigger["dataset"], run_trigger["model"])
+        dataset = run_trigger["dataset"]
+        key = reuse.datasource_key(run_trigger, event["data"])
+        found = None if dataset.get("rebuild") else reuse.find(storage, key)
+        if found:
+            # This run's own descriptor points at the arrays the earlier run wrote (read-only).
+            descriptor = {**found["descriptor_document"], "reused_from": found["run_id"]}
+            storage.put_json(paths.datasource + "datasource.json", descriptor)
+            details["reused_from"] = found["run_id"]
         else:
-            descriptor = datasource.create_image_datasource(
-                storage, run_id, event["data"]["files"], event["data"].get("versions", {}))
+            if dataset["kind"] == "csv":
+                descriptor = tabular_datasource.create_csv_datasource(
+                    storage, run_id, event["data"], dataset, run_trigger["model"])
+            else:
+                descriptor = datasource.create_image_datasource(
+                    storage, run_id, event["data"]["files"], event["data"].get("versions", {}))
+            reuse.remember(storage, key, run_id, paths.datasource + "datasource.json")
         details.update(train_rows=descriptor["train_rows"], test_rows=descriptor["test_rows"])
     return {
-        "descriptor": RunPaths(run_id).datasource + "datasource.json",
+        "descriptor": paths.datasource + "datasource.json",
         "train_rows": descriptor["train_rows"],
         "test_rows": descriptor["test_rows"],
+        "reused_from": descriptor.get("reused_from"),
     }
 
 
@@ -293,7 +307,7 @@ def score(event: dict, storage: Storage) -> dict:
             "created_at": now(),
             "code_version": __version__,
             "dataset": {**run_trigger["dataset"], "train_rows": descriptor["train_rows"],
-                        "test_rows": descriptor["test_rows"]},
+                        "test_rows": descriptor["test_rows"], "reused_from": descriptor.get("reused_from")},
             "model": run_trigger["model"],
             "training": training,
             "metrics": metrics,

@@ -22,6 +22,13 @@ def trigger_body(prefix="data/mnist/", algorithm="linear", **extra) -> bytes:
     }).encode()
 
 
+def rebuild_trigger_body() -> bytes:
+    """A trigger whose datasource is built afresh (not reused from an earlier test's run)."""
+    document = json.loads(trigger_body())
+    document["dataset"]["rebuild"] = True
+    return json.dumps(document).encode()
+
+
 @pytest.fixture(scope="module")
 def stack(synthetic_files):
     with local_stack() as local:
@@ -133,8 +140,9 @@ def test_a_run_writes_only_under_its_own_prefix_and_modifies_no_input(stack, tmp
     assert all(after[k] == etag for k, etag in before.items())  # nothing changed or deleted
     new_keys = {k.rsplit("@", 1)[0] for k in after.keys() - before.keys()}
     own = RunPaths(outcome.run_id).prefix
-    assert new_keys - {"triggers/confined.json"} and all(
-        k.startswith(own) for k in new_keys - {"triggers/confined.json"})
+    # besides its own prefix, a run may only offer its datasource for reuse (cache/datasources/)
+    written = new_keys - {"triggers/confined.json"}
+    assert written and all(k.startswith((own, "cache/datasources/")) for k in written)
 
 
 class SlowJobs:
@@ -233,7 +241,7 @@ def test_a_step_hit_by_a_passing_s3_fault_is_retried_and_the_run_succeeds(stack,
         return real(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", flaky)
-    outcome = run_trigger(stack, trigger_body(), "flaky.json", tmp_path, say=lambda _: None)
+    outcome = run_trigger(stack, rebuild_trigger_body(), "flaky.json", tmp_path, say=lambda _: None)
 
     assert faults["left"] == 0
     assert outcome.status == "SUCCEEDED", outcome.failure
@@ -255,7 +263,7 @@ def test_a_fault_that_does_not_pass_fails_the_run_after_the_retries(stack, tmp_p
         return real(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", down)
-    outcome = run_trigger(stack, trigger_body(), "down.json", tmp_path, say=lambda _: None)
+    outcome = run_trigger(stack, rebuild_trigger_body(), "down.json", tmp_path, say=lambda _: None)
 
     assert outcome.status == "FAILED"
     assert outcome.failure["error"] == "TransientError" and "InternalError" in outcome.failure["cause"]
@@ -276,3 +284,27 @@ def test_a_fixed_trigger_uploaded_again_runs_and_clears_its_old_rejection(stack,
     assert [o["Key"] for o in listed] == ["triggers/fixme.json"]
     versions = s3.list_object_versions(Bucket=stack.bucket, Prefix="triggers/fixme.json.rejected")
     assert versions.get("Versions") and versions.get("DeleteMarkers")      # kept as a version, not lost
+
+
+
+def test_a_second_run_with_the_same_inputs_reuses_the_datasource_unless_told_to_rebuild(stack, tmp_path):
+    def body(rebuild: bool) -> bytes:
+        document = json.loads(trigger_body())
+        document["dataset"]["rebuild"] = rebuild
+        return json.dumps(document).encode()
+
+    built = run_trigger(stack, body(True), "reuse-built.json", tmp_path, say=lambda _: None)
+    reused = run_trigger(stack, body(False), "reuse-again.json", tmp_path, say=lambda _: None)
+    rebuilt = run_trigger(stack, body(True), "reuse-rebuilt.json", tmp_path, say=lambda _: None)
+
+    for outcome in (built, reused, rebuilt):
+        assert outcome.status == "SUCCEEDED", outcome.failure
+    assert reused.report["dataset"]["reused_from"] is not None
+    assert built.report["dataset"]["reused_from"] is None and rebuilt.report["dataset"]["reused_from"] is None
+    # the reusing run wrote a descriptor of its own but no arrays: they are the earlier run's
+    arrays = [p.name for p in (reused.out_dir / "datasource").iterdir()]
+    assert arrays == ["datasource.json"]
+    steps = json.loads((reused.out_dir / "status.json").read_text())["steps"]
+    assert any(s.get("reused_from") for s in steps if s["step"] == "CreateDataSource")
+    # same data, same seed, same code: the same model and the same accuracy
+    assert reused.report["metrics"]["accuracy"] == built.report["metrics"]["accuracy"]
