@@ -4,7 +4,8 @@
     row,predicted_value                             (REGRESSION)
 
 One line per input row, in input order. Labels are class indices into the datasource's
-``class_labels``.
+``class_labels``. For CSV datasources every engine also writes the same predictions in Amazon
+ML's batch-prediction layout (:func:`write_amazon_ml_layout`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import io
 
 import numpy as np
 
+from stepml import amlformat
 from stepml.errors import DataError
+from stepml.runs import RunPaths
+from stepml.storage import Storage
 
 
 def to_csv(scores: np.ndarray) -> bytes:
@@ -64,3 +68,31 @@ def read_values_csv(raw: bytes) -> np.ndarray:
     if not np.array_equal(table[:, 0], np.arange(len(table))):
         raise DataError("prediction rows are missing or out of order")
     return table[:, 1].astype(np.float32)
+
+
+def write_amazon_ml_layout(storage: Storage, run_id: str, descriptor: dict, table, scores: np.ndarray) -> dict:
+    """The predictions again, as Amazon ML wrote them: one gzipped CSV per input object under
+    ``batch-prediction/result/`` and a ``.manifest`` mapping each input to its result."""
+    prefix = RunPaths(run_id).predictions
+    bp_id = f"bp-{run_id}"[-64:].lstrip("-_.") or "bp"
+    schema = descriptor["schema"]
+    target, row_id = schema.get("targetAttributeName"), schema.get("rowId")
+    truth = table.columns.get(target)
+    if truth is not None and descriptor["model_type"] == "BINARY":
+        truth = truth.astype(np.int64)                  # 0/1, as Amazon ML wrote them
+    mapping, results = {}, []
+    for source, name in enumerate(table.sources):
+        rows = table.source_index == source
+        if not rows.any():
+            continue
+        body = amlformat.write_result(
+            descriptor["model_type"], scores=scores[rows], class_labels=descriptor["class_labels"],
+            true_labels=None if truth is None else truth[rows],
+            row_ids=table.columns[row_id][rows] if row_id else None, row_id_name=row_id)
+        key = amlformat.result_key(prefix, bp_id, name)
+        storage.put_bytes(key, body, "application/gzip")
+        mapping[storage.uri(name)] = storage.uri(key)
+        results.append(key)
+    manifest = amlformat.manifest_key(prefix, bp_id)
+    storage.put_bytes(manifest, amlformat.manifest_json(mapping), "application/json")
+    return {"amazon_ml_manifest": manifest, "amazon_ml_results": results}

@@ -34,7 +34,8 @@ def schema() -> dict:
     return json.loads(text)
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(schema())
+_SCHEMA = schema()
+_VALIDATOR = jsonschema.Draft202012Validator(_SCHEMA)
 
 
 def parse(raw: bytes) -> dict:
@@ -133,7 +134,7 @@ def _apply_engine_defaults(model: dict, kind: str) -> None:
                                   f"runs {', '.join(ENGINE_ALGORITHMS[engine])}")
         model.setdefault("algorithm", ENGINE_ALGORITHMS[engine][0])
         options = model.setdefault(ENGINE_OPTIONS[engine], {})
-        defaults = schema()["properties"]["model"]["properties"][ENGINE_OPTIONS[engine]].get("properties", {})
+        defaults = _SCHEMA["properties"]["model"]["properties"][ENGINE_OPTIONS[engine]].get("properties", {})
         for name, spec in defaults.items():
             if "default" in spec:
                 options.setdefault(name, spec["default"])

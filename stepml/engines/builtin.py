@@ -7,9 +7,7 @@ import logging
 import os
 import time
 
-import numpy as np
-
-from stepml import amlformat, datasource, models, predictions
+from stepml import datasource, models, predictions
 from stepml.engines import COMPLETED, FAILED
 from stepml.runs import RunPaths
 from stepml.storage import Storage
@@ -109,7 +107,7 @@ class BuiltinEngine:
         body = predictions.values_to_csv(scores) if regression else predictions.to_csv(scores)
         self.storage.put_bytes(key, body, "text/csv")
         if table is not None:
-            result.update(write_amazon_ml_layout(self.storage, job["run_id"], descriptor, table, scores))
+            result.update(predictions.write_amazon_ml_layout(self.storage, job["run_id"], descriptor, table, scores))
         return {**result, "predictions": key, "rows": len(scores), "prediction_seconds": round(seconds, 3)}
 
     def describe_batch_prediction(self, job: dict) -> dict:
@@ -143,30 +141,3 @@ def data_shape_params(algorithm: str, descriptor: dict) -> dict:
         params["image_shape"] = descriptor["image_shape"]
     return params
 
-
-def write_amazon_ml_layout(storage: Storage, run_id: str, descriptor: dict, table, scores) -> dict:
-    """The predictions again, as Amazon ML wrote them: one gzipped CSV per input object under
-    ``batch-prediction/result/`` and a ``.manifest`` mapping each input to its result."""
-    prefix = RunPaths(run_id).predictions
-    bp_id = f"bp-{run_id}"[-64:].lstrip("-_.") or "bp"
-    schema = descriptor["schema"]
-    target, row_id = schema.get("targetAttributeName"), schema.get("rowId")
-    truth = table.columns.get(target)
-    if truth is not None and descriptor["model_type"] == "BINARY":
-        truth = truth.astype(np.int64)                  # 0/1, as Amazon ML wrote them
-    mapping, results = {}, []
-    for source, name in enumerate(table.sources):
-        rows = table.source_index == source
-        if not rows.any():
-            continue
-        body = amlformat.write_result(
-            descriptor["model_type"], scores=scores[rows], class_labels=descriptor["class_labels"],
-            true_labels=None if truth is None else truth[rows],
-            row_ids=table.columns[row_id][rows] if row_id else None, row_id_name=row_id)
-        key = amlformat.result_key(prefix, bp_id, name)
-        storage.put_bytes(key, body, "application/gzip")
-        mapping[storage.uri(name)] = storage.uri(key)
-        results.append(key)
-    manifest = amlformat.manifest_key(prefix, bp_id)
-    storage.put_bytes(manifest, amlformat.manifest_json(mapping), "application/json")
-    return {"amazon_ml_manifest": manifest, "amazon_ml_results": results}

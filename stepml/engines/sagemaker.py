@@ -840,11 +840,10 @@ class SageMakerEngine:
                   "cost_facts": cost_facts}
         descriptor = self.storage.get_json(job.get("datasource") or RunPaths(run_id).datasource + "datasource.json")
         if descriptor["kind"] == "csv":
-            from stepml.engines.builtin import write_amazon_ml_layout
             from stepml.tabular.datasource import load_table
 
             table = load_table(self.storage, descriptor, "evaluation")
-            result.update(write_amazon_ml_layout(self.storage, run_id, descriptor, table, scores))
+            result.update(predictions.write_amazon_ml_layout(self.storage, run_id, descriptor, table, scores))
         return result
 
 

@@ -190,10 +190,10 @@ def target_description(training: Table, evaluation: Table, model_type: str) -> d
     if model_type == "REGRESSION":
         y, _ = encode_target(training, model_type)
         return {"n_classes": None, "class_labels": None, "target_mean": float(np.mean(y))}
-    _, train_labels = encode_target(training, model_type, where="the training data")
+    train_codes, train_labels = encode_target(training, model_type, where="the training data")
     _, eval_labels = encode_target(evaluation, model_type, min_classes=1, where="the evaluation data")
     labels = train_labels if model_type == "BINARY" else merge_labels(train_labels, eval_labels)
-    codes = target_codes(training, model_type, labels)
+    codes = _recode(train_codes, train_labels, labels, training)
     counts = np.bincount(codes, minlength=len(labels))
     if model_type == "BINARY" and not counts.all():
         target = training.schema.target
@@ -212,14 +212,19 @@ def merge_labels(a: list[str], b: list[str]) -> list[str]:
 def target_codes(table: Table, model_type: str, labels: list[str] | None) -> np.ndarray:
     """The target as class indices into ``labels`` (classification) or float32 values."""
     y, own = encode_target(table, model_type, min_classes=1)
-    if model_type == "REGRESSION" or own == labels:
-        return y
+    return y if model_type == "REGRESSION" else _recode(y, own, labels, table)
+
+
+def _recode(codes: np.ndarray, own: list[str], labels: list[str], table: Table) -> np.ndarray:
+    """Class indices into ``own`` (one table's labels) as indices into ``labels`` (the model's)."""
+    if own == labels:
+        return codes
     position = {label: i for i, label in enumerate(labels)}
     missing = [label for label in own if label not in position]
     if missing:
         raise DataError(f"target {table.schema.target!r}: class {missing[0]!r} is not one of the "
                         f"model's classes {labels}")
-    return np.array([position[own[c]] for c in range(len(own))], dtype=np.int64)[y]
+    return np.array([position[label] for label in own], dtype=np.int64)[codes]
 
 
 def load_table(storage: Storage, descriptor: dict, part: str) -> Table:
