@@ -3,21 +3,27 @@
 #   make test   set up .venv with the dev extras and run every test
 #   make demo-2016  (optional) the 2016 Amazon ML MNIST files (CSV, schema, recipe, sgd.*) through the pipeline
 #   make bench  (optional) benchmark the built-in models against scikit-learn
+#   make serve  (optional) the local stack over HTTP for the AWS CLI (--endpoint-url), until Ctrl-C
 # Offline? Point the MNIST loader at a folder: STEPML_MNIST_DIR=../shared/datasets/mnist make demo
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= balanced
+PORT ?= 5000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: demo demo-2016 test lint bench clean
+.PHONY: demo demo-2016 serve test lint bench clean
 
 demo: $(VENV)/.local-installed
 	$(BIN)/stepml demo --preset $(PRESET)
 
 demo-2016: $(VENV)/.local-installed
 	$(BIN)/stepml demo --amazonml-2016
+
+# e.g. make serve PORT=5001; STEPML_MNIST_DIR=... uploads MNIST into the bucket first
+serve: $(VENV)/.local-installed
+	$(BIN)/stepml local serve --port $(PORT)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest

@@ -1,8 +1,10 @@
 """The stepml command line.
 
     stepml local run TRIGGER.json [--put LOCAL_PATH:S3_KEY ...] [--out DIR]
+    stepml local serve [--host 127.0.0.1] [--port N] [--mnist-dir DIR]
     stepml demo [--preset fast|balanced|accurate] [--mnist-dir DIR] [--out DIR]
     stepml demo --amazonml-2016 [--mnist-dir DIR] [--out DIR]
+    stepml runs | status RUN | history RUN | report RUN [--open]   (the console: AWS or --endpoint-url)
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ DEMO_PREFIX = "data/mnist/"
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in CONSOLE_COMMANDS:
+            return _console(args)
         if args.command == "demo":
             return _demo(args)
+        if args.local_command == "serve":
+            return _local_serve(args)
         return _local_run(args)
     except (OSError, ValueError, RuntimeError) as err:
         print(f"stepml: error: {err}", file=sys.stderr)
-        return 2
+        return 1 if _is_not_found(err) else 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--put", action="append", default=[], metavar="LOCAL_PATH:S3_KEY",
                      help="upload a file into the bucket first (repeatable)")
     _common_options(run)
+    serve = local_commands.add_parser(
+        "serve", help="serve the local stack over HTTP for the AWS CLI and boto3 (--endpoint-url)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=5000, help="port (default: %(default)s; 0 = any free port)")
+    serve.add_argument("--mnist-dir", type=Path, default=os.environ.get(mnist.ENV_DIR) or None,
+                       help=f"upload the four MNIST IDX files from this folder to data/mnist/ in the bucket "
+                            f"(default: ${mnist.ENV_DIR}; without it the printed trigger downloads them)")
+    serve.add_argument("--verbose", "-v", action="store_true",
+                       help="print the Lambda functions' logs and every HTTP request")
 
     demo = commands.add_parser("demo", help="the MNIST pipeline end to end on the local stack")
     demo.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET["mnist"],
@@ -54,13 +69,87 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"folder with the four MNIST IDX files (default: ${mnist.ENV_DIR}; "
                            "without it the pipeline downloads them and checks their SHA-256)")
     _common_options(demo)
+
+    runs = commands.add_parser("runs", help="recent executions: status, start, duration, headline metric")
+    runs.add_argument("--limit", type=int, default=20, help="how many, newest first (default: %(default)s)")
+    _target_options(runs)
+    status = commands.add_parser("status", help="each step of a run with its status and duration")
+    status.add_argument("run", help="run id (the execution's name) or execution ARN")
+    _target_options(status)
+    history = commands.add_parser("history", help="the execution's events, as in the console's event table")
+    history.add_argument("run", help="run id (the execution's name) or execution ARN")
+    _target_options(history)
+    report = commands.add_parser("report", help="fetch runs/<run-id>/report/ (report.json, report.html, charts)")
+    report.add_argument("run", help="run id (the execution's name) or execution ARN")
+    report.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"copy to DIR/<run-id>/report/ (default: ./{DEFAULT_OUT})")
+    report.add_argument("--open", action="store_true", help="open report.html in the web browser")
+    _target_options(report)
     return parser
+
+
+CONSOLE_COMMANDS = ("runs", "status", "history", "report")
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    """Which stack: a deployed one (stack outputs via CloudFormation) or a served local one."""
+    group = parser.add_argument_group("stack")
+    group.add_argument("--stack-name", help="CloudFormation stack (default: samconfig.toml's stack_name, "
+                                            "else 'stepml'; with --endpoint-url 'stepml-local')")
+    group.add_argument("--region", help="AWS region (default: samconfig.toml's, else the profile's or "
+                                        "$AWS_DEFAULT_REGION, else us-east-1; with --endpoint-url us-east-1)")
+    group.add_argument("--profile", help="AWS named profile")
+    group.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL") or None,
+                       help="a served local stack, e.g. http://127.0.0.1:5000 (default: $AWS_ENDPOINT_URL)")
+    group.add_argument("--bucket", help="the stack's bucket (skips the stack's outputs with --state-machine-arn)")
+    group.add_argument("--state-machine-arn", help="the stack's state machine")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"where to copy the run's S3 prefix (default: ./{DEFAULT_OUT})")
     parser.add_argument("--verbose", "-v", action="store_true", help="print the Lambda functions' logs")
+
+
+def _console(args) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stepml import console
+
+    try:
+        target = console.connect(args.stack_name, args.region, args.profile, args.endpoint_url,
+                                 args.bucket, args.state_machine_arn)
+        if args.command == "runs":
+            runs = console.list_runs(target, limit=args.limit)
+            print(console.to_json(runs) if args.json else console.format_runs(runs))
+        elif args.command == "status":
+            status = console.run_status(target, args.run)
+            print(console.to_json(status) if args.json else console.format_status(status))
+        elif args.command == "history":
+            rows = console.history_rows(console.execution_history(target, args.run))
+            print(console.to_json(rows) if args.json else console.format_history(rows))
+        else:
+            fetched = console.fetch_report(target, args.run, args.out)
+            print(console.to_json(fetched) if args.json else console.format_report(fetched))
+            if args.open and not console.open_report(fetched):
+                print("nothing to open: no report.html" if not fetched["html"] else "could not open a browser",
+                      file=sys.stderr)
+    except (BotoCoreError, ClientError) as err:  # no credentials, no endpoint, access denied...
+        raise RuntimeError(str(err)) from err
+    return 0
+
+
+def _is_not_found(err: Exception) -> bool:
+    from stepml.console import NotFound
+
+    return isinstance(err, NotFound)
+
+
+def _local_serve(args) -> int:
+    from stepml.local.serve import serve
+
+    return serve(args.host, args.port, args.mnist_dir, args.verbose)
 
 
 def _local_run(args) -> int:
@@ -138,9 +227,10 @@ def _run(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool)
 
 def _execute(trigger_body: bytes, trigger_name: str, puts, out: Path, verbose: bool):
     from stepml.local.runner import run_trigger, upload_files
+    from stepml.local.serve import without_endpoint_overrides
     from stepml.local.stack import LocalStack
 
-    with LocalStack(on_log=_log_printer(verbose)) as stack:
+    with without_endpoint_overrides(), LocalStack(on_log=_log_printer(verbose)) as stack:
         print(f"local stack up: bucket {stack.bucket}, state machine {stack.resolved.state_machine.name}")
         upload_files(stack, puts, print)
         outcome = run_trigger(stack, trigger_body, trigger_name, out, print)

@@ -33,8 +33,10 @@ SAGEMAKER_INSTANCE_HOUR = {
 POLL_SECONDS_ESTIMATE = 0.3
 POLL_MEMORY_MB = 256
 #: States a successful run enters besides the poll loops: PrepareData, CreateDataSource, Train,
-#: TrainingDone?, BatchPredict, PredictionDone?, Score, RunSucceeded; each loop turn adds 3.
+#: TrainingDone?, BatchPredict, PredictionDone?, Score, RunSucceeded; each loop turn adds 3, and
+#: the fan-out its Map state and CHILD_TRANSITIONS per shard (a standard child execution each).
 BASE_TRANSITIONS = 8
+CHILD_TRANSITIONS = 2
 
 
 def _line(item: str, quantity: float, unit: str, unit_price: float | None) -> dict:
@@ -44,17 +46,24 @@ def _line(item: str, quantity: float, unit: str, unit_price: float | None) -> di
 
 
 def estimate(steps: list[dict], *, polls: int, s3_puts: int, s3_gets: int,
-             training: dict | None = None, prediction: dict | None = None, engine: str = "builtin") -> dict:
+             training: dict | None = None, prediction: dict | None = None, engine: str = "builtin",
+             fan_out: dict | None = None) -> dict:
     """The run's cost, line by line. ``steps`` are status.json's step records (those with
-    ``seconds`` and ``memory_mb`` are Lambda invocations that were measured)."""
+    ``seconds`` and ``memory_mb`` are Lambda invocations that were measured); ``fan_out`` is
+    the PredictShards Map's {"shards", "worker_seconds", "memory_mb"} when it ran."""
     measured = [s for s in steps if s.get("seconds") is not None and s.get("memory_mb")]
     gb_seconds = sum(s["seconds"] * s["memory_mb"] / 1024 for s in measured)
     gb_seconds += polls * POLL_SECONDS_ESTIMATE * POLL_MEMORY_MB / 1024
     requests = len(measured) + polls + 2          # + StartRun, and Score itself (still running)
+    transitions = BASE_TRANSITIONS + 3 * polls
+    if fan_out:
+        gb_seconds += fan_out["worker_seconds"] * fan_out["memory_mb"] / 1024
+        requests += fan_out["shards"]
+        transitions += 1 + CHILD_TRANSITIONS * fan_out["shards"]
     lines = [
         _line("Lambda compute (arm64)", gb_seconds, "GB-second", PRICES["lambda_gb_second_arm64"]),
         _line("Lambda requests", requests, "request", PRICES["lambda_request"]),
-        _line("Step Functions state transitions", BASE_TRANSITIONS + 3 * polls, "transition", PRICES["sfn_transition"]),
+        _line("Step Functions state transitions", transitions, "transition", PRICES["sfn_transition"]),
         _line("S3 PUT/LIST requests", s3_puts, "request", PRICES["s3_put"]),
         _line("S3 GET requests", s3_gets, "request", PRICES["s3_get"]),
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stepml import mnist
+from stepml import mnist, shards
 from stepml.errors import DataError
 from stepml.runs import RunPaths
 from stepml.storage import Storage
@@ -58,8 +58,9 @@ def statistics(images: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
 
 
 def create_image_datasource(storage: Storage, run_id: str, files: dict[str, str],
-                            versions: dict[str, str | None] | None = None) -> dict:
-    """IDX objects -> runs/<id>/datasource/{train,test}_{images,labels}.npy + descriptor."""
+                            versions: dict[str, str | None] | None = None, shard_rows: int | None = None) -> dict:
+    """IDX objects -> runs/<id>/datasource/{train,test}_{images,labels}.npy + descriptor, and the
+    test images again as batch prediction's shards (``stepml.shards``)."""
     paths = RunPaths(run_id)
     n_classes = 10
     descriptor: dict = {"kind": "mnist", "n_classes": n_classes, "arrays": {}, "statistics": {}}
@@ -77,6 +78,9 @@ def create_image_datasource(storage: Storage, run_id: str, files: dict[str, str]
             descriptor["arrays"][f"{split}_{part}"] = key
         descriptor["statistics"][split] = statistics(images, labels, n_classes)
         descriptor[f"{split}_rows"] = int(len(labels))
+        if split == "test":
+            descriptor["shards"] = shards.write_image_shards(
+                storage, paths.datasource + shards.SHARDS_DIR, rows, shard_rows)
     descriptor["n_features"] = int(np.prod(descriptor["image_shape"]))
     descriptor["input_scale"] = 1.0 / 255.0  # pixels are stored as uint8; models see [0, 1]
     storage.put_json(paths.datasource + "statistics.json", descriptor["statistics"])

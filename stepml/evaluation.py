@@ -24,39 +24,52 @@ GATES = {
 
 
 def evaluate(storage: Storage, descriptor: dict, prediction_key: str) -> dict:
-    """Metrics of the predictions at ``prediction_key`` on the datasource's evaluation rows."""
+    """Metrics of the predictions at ``prediction_key`` on the datasource's evaluation rows.
+
+    Rows without a prediction (a failed shard) are left out of the metrics and counted in
+    ``rows_without_prediction``.
+    """
     if descriptor["kind"] != "csv":  # MNIST: the test split's labels, stored as .npy
         truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype(np.int64)
-        predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
-        return classification_report(truth, predicted, descriptor["n_classes"], scores=scores)
+        rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
+        report = classification_report(truth[rows], predicted, descriptor["n_classes"], scores=scores)
+        return _with_coverage(report, len(rows), len(truth))
 
     from stepml.tabular.datasource import load_table, target_codes
 
     model_type = descriptor["model_type"]
     truth = target_codes(load_table(storage, descriptor, "evaluation"), model_type, descriptor["class_labels"])
     if model_type == "REGRESSION":
-        values = predictions.read_values_csv(storage.get_bytes(prediction_key))
-        _check_count(len(values), len(truth))
-        return regression_report(truth, values, baseline_value=descriptor["target_mean"])
-    predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
+        rows, values = predictions.read_value_rows(storage.get_bytes(prediction_key))
+        _check_rows(rows, len(truth))
+        report = regression_report(truth[rows], values, baseline_value=descriptor["target_mean"])
+        return _with_coverage(report, len(rows), len(truth))
+    rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
     counts = np.asarray(descriptor["training_class_counts"], dtype=np.float64)
     if model_type == "BINARY":
-        return binary_report(truth, scores[:, 1], baseline_positive_rate=float(counts[1] / counts.sum()))
-    report = classification_report(truth, predicted, descriptor["n_classes"], scores=scores,
-                                   baseline_class=descriptor["baseline_class"])
-    report["class_labels"] = descriptor["class_labels"]
-    return report
+        report = binary_report(truth[rows], scores[:, 1], baseline_positive_rate=float(counts[1] / counts.sum()))
+    else:
+        report = classification_report(truth[rows], predicted, descriptor["n_classes"], scores=scores,
+                                       baseline_class=descriptor["baseline_class"])
+        report["class_labels"] = descriptor["class_labels"]
+    return _with_coverage(report, len(rows), len(truth))
 
 
-def _classes(storage: Storage, key: str, n_classes: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    predicted, scores = predictions.read_csv(storage.get_bytes(key), n_classes=n_classes)
-    _check_count(len(predicted), rows)
-    return predicted, scores
+def _classes(storage: Storage, key: str, n_classes: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, predicted, scores = predictions.read_scored_rows(storage.get_bytes(key), n_classes=n_classes)
+    _check_rows(rows, n_rows)
+    return rows, predicted, scores
 
 
-def _check_count(predicted: int, truth: int) -> None:
-    if predicted != truth:
-        raise DataError(f"{predicted} predictions for {truth} evaluation rows")
+def _check_rows(rows: np.ndarray, n_rows: int) -> None:
+    if rows.size and rows[-1] >= n_rows:
+        raise DataError(f"predictions name row {int(rows[-1])}; the evaluation data has {n_rows} rows")
+    if rows.size == 0:
+        raise DataError(f"no predictions for any of the {n_rows} evaluation rows")
+
+
+def _with_coverage(report: dict, evaluated: int, total: int) -> dict:
+    return {**report, "rows_evaluated": evaluated, "rows_without_prediction": total - evaluated}
 
 
 def headline(metrics: dict, model_type: str) -> dict:

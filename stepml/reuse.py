@@ -4,7 +4,7 @@ points at that one instead of parsing and validating everything again.
 
     cache/datasources/<key>.json   {"run_id", "descriptor", "created_at"}: who built it, where
 
-The key hashes the code version, the dataset's definition (kind, object names for CSV, split,
+The key hashes the code version, the datasource layout, the shard size, the dataset's definition (kind, object names for CSV, split,
 invalid-row share), the model type and recipe (they shape a CSV datasource's target and
 checks), and every input's ETag: change any byte of any input and the key changes. A trigger
 with ``"rebuild": true`` in its dataset builds afresh (and becomes the one later runs reuse).
@@ -20,14 +20,19 @@ from stepml.runs import now
 from stepml.storage import Storage, WriteConflict
 
 REUSE_PREFIX = "cache/datasources/"
+#: Bumped whenever what a datasource holds changes (2: batch prediction's shards), so a
+#: datasource from before is never reused by code that expects more.
+DATASOURCE_LAYOUT = 2
 
 
 def datasource_key(run_trigger: dict, data: dict) -> str:
     dataset, model = run_trigger["dataset"], run_trigger["model"]
     definition: dict = {
         "code_version": __version__,
+        "layout": DATASOURCE_LAYOUT,
         "kind": dataset["kind"],
         "inputs": sorted(data.get("etags", {}).items()),
+        "shard_rows": run_trigger.get("batch_prediction", {}).get("shard_rows"),
     }
     if dataset["kind"] == "csv":
         definition.update(
@@ -51,6 +56,9 @@ def find(storage: Storage, key: str) -> dict | None:
         return None
     parts = list(descriptor.get("arrays", {}).values()) + list(descriptor.get("tables", {}).values())
     if not parts or not all(storage.exists(part) for part in parts):
+        return None
+    shards = descriptor.get("shards")
+    if not shards or sum(1 for _ in storage.list_keys(shards["prefix"])) != shards["count"]:
         return None
     return {**pointer, "descriptor_document": descriptor}
 

@@ -7,6 +7,7 @@ the small dict it gives back. State payloads carry S3 keys and ids, never data.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import os
 import re
@@ -14,8 +15,9 @@ import time
 import uuid
 from typing import Iterator
 
-from stepml import __version__, datasource, evaluation, mnist, reuse, trigger as triggers
+from stepml import __version__, datasource, evaluation, fanout, mnist, reuse, trigger as triggers
 from stepml import cost as costs
+from stepml import reporting
 from stepml.engines import COMPLETED, FAILED, get_engine
 from stepml.errors import (DataError, EngineUnavailable, PayloadError, PollTimeout, PredictionFailed,
                            QualityGateFailed, TrainingFailed, TriggerRejected)
@@ -163,12 +165,13 @@ def create_datasource(event: dict, storage: Storage) -> dict:
             storage.put_json(paths.datasource + "datasource.json", descriptor)
             details["reused_from"] = found["run_id"]
         else:
+            shard_rows = run_trigger.get("batch_prediction", {}).get("shard_rows")
             if dataset["kind"] == "csv":
                 descriptor = tabular_datasource.create_csv_datasource(
-                    storage, run_id, event["data"], dataset, run_trigger["model"])
+                    storage, run_id, event["data"], dataset, run_trigger["model"], shard_rows)
             else:
                 descriptor = datasource.create_image_datasource(
-                    storage, run_id, event["data"]["files"], event["data"].get("versions", {}))
+                    storage, run_id, event["data"]["files"], event["data"].get("versions", {}), shard_rows)
             reuse.remember(storage, key, run_id, paths.datasource + "datasource.json")
         details.update(train_rows=descriptor["train_rows"], test_rows=descriptor["test_rows"])
     return {
@@ -225,7 +228,17 @@ def batch_predict(event: dict, storage: Storage, attempt: str | None = None) -> 
             "model": event["training"]["model"],
         })
         details.update(job_id=job["job_id"], status=job["status"])
+    if job["status"] == fanout.FAN_OUT:
+        # The Map writes no status itself: say that the shards are being scored, so that a
+        # failure there is recorded against PredictShards (Score closes the step).
+        write_status(storage, run_id, "RUNNING", "PredictShards", shards=job["shard_count"],
+                     max_concurrency=job["max_concurrency"])
     return _poll_state(job, polls=0)
+
+
+def predict_shard(event: dict, storage: Storage) -> dict:
+    """One item of the PredictShards Map: score one shard, write its part (``stepml.fanout``)."""
+    return fanout.predict_shard(event, storage, run_id_of(event), memory_mb=function_memory_mb())
 
 
 def _engine_job(run_id: str, run_trigger: dict, event: dict, attempt: str | None) -> dict:
@@ -282,8 +295,10 @@ def score(event: dict, storage: Storage) -> dict:
     run_id = run_id_of(event)
     paths = RunPaths(run_id)
     run_trigger = load_run_trigger(storage, run_id)
+    descriptor = storage.get_json(event["datasource"]["descriptor"])
+    if event["prediction"]["status"] == fanout.FAN_OUT:
+        event = {**event, "prediction": _merge_shards(storage, run_id, descriptor, event["prediction"])}
     with step_status(storage, run_id, "Score"):
-        descriptor = storage.get_json(event["datasource"]["descriptor"])
         model_type = run_trigger["model"]["type"]
         metrics = evaluation.evaluate(storage, descriptor, event["prediction"]["predictions"])
         status = storage.get_json(paths.status)
@@ -300,7 +315,8 @@ def score(event: dict, storage: Storage) -> dict:
         cost = costs.estimate(
             status["steps"], polls=event["training"].get("polls", 0) + event["prediction"].get("polls", 0),
             s3_puts=produced + writes + 1, s3_gets=writes + 2 * produced,
-            training=training, prediction=event["prediction"], engine=run_trigger["model"]["engine"])
+            training=training, prediction=event["prediction"], engine=run_trigger["model"]["engine"],
+            fan_out=event["prediction"].get("fan_out"))
         report = {
             "run_id": run_id,
             "status": "SUCCEEDED" if passed else "FAILED_QUALITY_GATE",
@@ -312,16 +328,38 @@ def score(event: dict, storage: Storage) -> dict:
             "training": training,
             "metrics": metrics,
             "engine_metrics": event["prediction"].get("service_metrics"),
+            "batch_prediction": {k: event["prediction"][k] for k in PREDICTION_FACTS if k in event["prediction"]},
             "cost": cost,
             "seconds_per_step": {s["step"]: s["seconds"] for s in status["steps"] if "seconds" in s},
             "outputs": outputs,
         }
+        # report.html and its charts (stepml.reporting); their keys join report["outputs"]
+        outputs.update(reporting.write_report(storage, run_id, report, descriptor, event["prediction"]["predictions"]))
         storage.put_json(paths.report, report)
         storage.put_json(paths.manifest, _manifest(run_id, event, run_trigger, event["data"], outputs))
         if not passed:  # after the report is written: a failed gate still leaves its evidence
             raise QualityGateFailed("; ".join(failures))
     write_status(storage, run_id, "SUCCEEDED", "Score", report=paths.report)
     return {"report": paths.report, "model_type": model_type, **evaluation.headline(metrics, model_type)}
+
+
+#: What the report says of batch prediction: rows scored, and for the fan-out its shards.
+PREDICTION_FACTS = ("rows", "invalid_rows", "shards", "failed_shard_count", "failed_shards", "max_concurrency",
+                    "tolerated_failure_percentage", "map_run")
+
+
+def _merge_shards(storage: Storage, run_id: str, descriptor: dict, prediction: dict) -> dict:
+    """Close the PredictShards step: its parts merged in input order (fails past the tolerated
+    share of failed shards, recorded against PredictShards)."""
+    status = storage.get_json(RunPaths(run_id).status)
+    started = next((s["at"] for s in reversed(status["steps"]) if s["step"] == "PredictShards"), None)
+    merged = fanout.merge(storage, run_id, descriptor, prediction)
+    seconds = None if started is None else round(
+        (_dt.datetime.fromisoformat(now()) - _dt.datetime.fromisoformat(started)).total_seconds(), 3)
+    write_status(storage, run_id, "RUNNING", "PredictShards", done=True, seconds=seconds,
+                 shards=merged["shards"], failed_shards=merged["failed_shard_count"],
+                 invalid_rows=merged["invalid_rows"], map_run=prediction.get("map_run", {}).get("MapRunArn"))
+    return {**prediction, **merged}
 
 
 def _manifest(run_id: str, event: dict, run_trigger: dict, data: dict, outputs: dict | None = None) -> dict:

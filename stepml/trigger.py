@@ -27,6 +27,7 @@ PRESETS = {"fast": "linear", "balanced": "mlp", "accurate": "cnn"}  # preset -> 
 # MNIST defaults to the MLP; CSV to Amazon ML's own algorithm, which its recipes were made for.
 DEFAULT_PRESET = {"mnist": "balanced", "csv": "fast"}
 IMAGE_ALGORITHMS = {"cnn"}
+BATCH_PREDICTION_DEFAULTS = {"max_concurrency": 10, "tolerated_failure_percentage": 0}
 
 
 def schema() -> dict:
@@ -78,6 +79,9 @@ def validate(document: Any) -> dict:
     _check_model_fits_dataset(model, dataset["kind"])
     _check_quality_gate(trigger.get("quality_gate", {}), model["type"])
     _check_model_parameters(model)
+    batch = trigger.setdefault("batch_prediction", {})
+    for name, value in BATCH_PREDICTION_DEFAULTS.items():
+        batch.setdefault(name, value)
     return trigger
 
 

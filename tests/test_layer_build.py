@@ -1,5 +1,6 @@
 """`sam build` really produces an arm64 layer, even on an x86_64 machine: every shared object
-in it is aarch64, and the core package, numpy and Powertools are all inside.
+in it is aarch64, and the core package, numpy, Powertools and matplotlib are all inside, within
+Lambda's size limit.
 
 This runs the real build (pip fetches the aarch64 wheels from PyPI into a temporary folder).
 """
@@ -15,6 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EM_AARCH64 = 183  # ELF e_machine of AArch64
+#: Lambda's limit on a function's unzipped code and layers together (250 MB); the functions'
+#: own code is a few KB, so the layer may take nearly all of it.
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
 
 
 def elf_machine(path: Path) -> int:
@@ -40,7 +44,7 @@ def built_layer(tmp_path_factory) -> Path:
 
 
 def test_layer_holds_the_core_package_and_its_dependencies(built_layer):
-    for package in ("stepml", "numpy", "aws_lambda_powertools", "jsonschema"):
+    for package in ("stepml", "numpy", "aws_lambda_powertools", "jsonschema", "matplotlib"):
         assert (built_layer / package).is_dir(), package
     assert (built_layer / "stepml/schemas/trigger.schema.json").is_file()
     assert not (built_layer / "boto3").exists()  # the runtime provides it; a copy would shadow it
@@ -52,3 +56,8 @@ def test_every_shared_object_is_aarch64(built_layer):
     assert len(shared_objects) > 5
     wrong = [str(p.relative_to(built_layer)) for p in shared_objects if elf_machine(p) != EM_AARCH64]
     assert wrong == []
+
+
+def test_the_layer_fits_lambdas_unzipped_size_limit_with_room_to_spare(built_layer):
+    size = sum(p.stat().st_size for p in built_layer.rglob("*") if p.is_file())
+    assert size < 0.8 * LAMBDA_UNZIPPED_LIMIT, f"the layer is {size / 1e6:.0f} MB unzipped"

@@ -22,7 +22,8 @@ TEMPLATE = ROOT / "template.yaml"
 BUCKET_NAME_SUB = "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"
 STEP_FUNCTIONS = [
     "PrepareDataFunction", "CreateDataSourceFunction", "TrainFunction", "CheckTrainingFunction",
-    "BatchPredictFunction", "CheckBatchPredictionFunction", "ScoreFunction", "RecordFailureFunction",
+    "BatchPredictFunction", "CheckBatchPredictionFunction", "PredictShardFunction", "ScoreFunction",
+    "RecordFailureFunction",
 ]
 ALL_FUNCTIONS = ["StartRunFunction", *STEP_FUNCTIONS]
 
@@ -168,6 +169,8 @@ def test_function_specific_environment(resources):
     assert start == {"STATE_MACHINE_ARN": {"Ref": "PipelineStateMachine"}}
     prepare = resources["PrepareDataFunction"]["Properties"]["Environment"]["Variables"]
     assert prepare == {"STEPML_MNIST_MIRRORS": {"Ref": "MnistMirrors"}}
+    predict = resources["BatchPredictFunction"]["Properties"]["Environment"]["Variables"]
+    assert predict == {"STEPML_MAX_PREDICT_CONCURRENCY": {"Ref": "MaxPredictConcurrency"}}
 
 
 def test_function_policies_name_the_bucket_by_string(resources):
@@ -227,7 +230,8 @@ def test_state_machine_substitutions_point_at_the_step_functions(resources):
     props = machine["Properties"]
     assert machine["Type"] == "AWS::Serverless::StateMachine"
     assert props["Type"] == "STANDARD"
-    subs = props["DefinitionSubstitutions"]
+    subs = dict(props["DefinitionSubstitutions"])
+    assert subs.pop("DataBucketName") == {"Fn::Sub": "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"}
     assert sorted(subs) == sorted(f"{name}Arn" for name in STEP_FUNCTIONS)
     for key, value in subs.items():
         target = key[: -len("Arn")]
@@ -382,3 +386,94 @@ def test_a_trigger_event_start_run_cannot_handle_is_kept_not_lost(resources):
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     alarm = resources["UnhandledTriggerAlarm"]["Properties"]
     assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 1
+
+
+# -- observability --------------------------------------------------------------------------------
+def test_every_function_and_the_state_machine_are_traced(template, resources):
+    g = template["Globals"]["Function"]
+    functions = _of_type(resources, "AWS::Serverless::Function")
+    assert functions
+    for logical_id, resource in functions.items():
+        assert resource["Properties"].get("Tracing", g.get("Tracing")) == "Active", logical_id
+    assert resources["PipelineStateMachine"]["Properties"]["Tracing"] == {"Enabled": True}
+
+
+def test_the_sam_transform_gives_every_traced_role_x_ray_write_access(template, monkeypatch):
+    """SAM adds the X-Ray permissions for Tracing: Active / Enabled: check its output (offline)."""
+    import copy
+
+    from samtranslator.translator.transform import transform
+
+    class PolicyLoader:  # the managed policies SAM may look up by name (it would ask IAM)
+        def load(self):
+            return {"AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    document = copy.deepcopy(template)
+    for resource in document["Resources"].values():  # local paths are for `sam build`; the transform wants S3
+        for field in ("CodeUri", "DefinitionUri", "ContentUri"):
+            if field in resource.get("Properties", {}):
+                resource["Properties"][field] = "s3://bucket/key"
+    out = transform(document, {}, PolicyLoader())["Resources"]
+    traced = {k: v for k, v in out.items() if v["Type"] == "AWS::Lambda::Function"}
+    assert len(traced) == len(_of_type(template["Resources"], "AWS::Serverless::Function"))
+    for logical_id, function in traced.items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, logical_id
+    machine = out["PipelineStateMachine"]["Properties"]
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    roles = [function["Properties"]["Role"]["Fn::GetAtt"][0] for function in traced.values()]
+    roles.append(machine["RoleArn"]["Fn::GetAtt"][0])
+    for role in roles:
+        assert any("AWSXrayWriteOnlyAccess" in json.dumps(arn) for arn in out[role]["Properties"]["ManagedPolicyArns"]), role
+
+
+def test_an_alarm_fires_on_any_failed_execution_of_the_state_machine(template, resources):
+    alarms = {k: v["Properties"] for k, v in _of_type(resources, "AWS::CloudWatch::Alarm").items()
+              if v["Properties"].get("MetricName") == "ExecutionsFailed"}
+    assert list(alarms) == ["PipelineFailedAlarm"]
+    alarm = alarms["PipelineFailedAlarm"]
+    assert alarm["Namespace"] == "AWS/States"
+    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "PipelineStateMachine"}}]
+    assert resources["PipelineStateMachine"]["Type"] == "AWS::Serverless::StateMachine"  # Ref gives its ARN
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert template["Outputs"]["PipelineFailedAlarmName"]["Value"] == {"Ref": "PipelineFailedAlarm"}
+
+
+def test_the_alarms_notify_the_optional_sns_topic(template, resources):
+    parameter = template["Parameters"]["AlarmTopicArn"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("arn:aws:sns:us-east-1:123456789012:stepml-alarms")
+    assert not pattern.fullmatch("stepml-alarms")
+    assert template["Conditions"]["AlarmTopicGiven"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    notify = {"Fn::If": ["AlarmTopicGiven", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for logical_id in ("PipelineFailedAlarm", "UnhandledTriggerAlarm"):
+        props = resources[logical_id]["Properties"]
+        assert props["AlarmActions"] == notify and props["OKActions"] == notify, logical_id
+
+
+def test_the_distributed_map_may_start_its_children_list_the_shards_and_write_its_results_only(template, resources):
+    props = resources["PipelineStateMachine"]["Properties"]
+    assert props["Name"] == {"Fn::Sub": "${AWS::StackName}-pipeline"}
+    statements = {st["Sid"]: st for p in props["Policies"] for st in p.get("Statement", [])}
+    machine = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-pipeline"
+    assert statements["DistributedMapChildExecutions"]["Action"] == "states:StartExecution"
+    assert statements["DistributedMapChildExecutions"]["Resource"] == {"Fn::Sub": machine}
+    listing = statements["DistributedMapListShards"]
+    assert listing["Action"] == "s3:ListBucket" and listing["Condition"] == {"StringLike": {"s3:prefix": "runs/*"}}
+    results = statements["DistributedMapResults"]["Resource"]["Fn::Sub"]
+    assert results.endswith("/map-runs/*")
+    invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p}
+    assert "PredictShardFunction" in invoked
+    ceiling = template["Parameters"]["MaxPredictConcurrency"]
+    assert ceiling["Default"] == 100 and ceiling["MaxValue"] == 1000
+    rules = {r["Id"]: r for r in resources["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireMapRunResults"]["Prefix"] == "map-runs/"
+
+
+def test_a_shard_worker_reads_and_writes_runs_only(resources):
+    (statement_block,) = resources["PredictShardFunction"]["Properties"]["Policies"]
+    targets = [st["Resource"]["Fn::Sub"] for st in statement_block["Statement"] if "s3:PutObject" in st["Action"]]
+    assert targets == ["arn:${AWS::Partition}:s3:::" + BUCKET_NAME_SUB + "/runs/*"]

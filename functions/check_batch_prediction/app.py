@@ -5,13 +5,14 @@ import os
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import steps
-from stepml.observability import MetricUnit, logger, metrics, tracer
+from stepml.observability import MetricUnit, logger, metrics, step_handler, tracer
 from stepml.storage import Storage
 
 
-@logger.inject_lambda_context(correlation_id_path="run_id")
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@step_handler("CheckBatchPrediction")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     result = steps.check_batch_prediction(event, Storage(os.environ["BUCKET_NAME"]))
     logger.info("prediction status", extra={"status": result["status"], "polls": result["polls"]})

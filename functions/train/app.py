@@ -5,13 +5,14 @@ import os
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import steps
-from stepml.observability import MetricUnit, logger, metrics, tracer
+from stepml.observability import MetricUnit, logger, metrics, step_handler, tracer
 from stepml.storage import Storage
 
 
-@logger.inject_lambda_context(correlation_id_path="run_id")
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@step_handler("Train")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # The Lambda clock bounds training: it stops in time with the best model so far.
     remaining = context.get_remaining_time_in_millis() / 1000

@@ -7,13 +7,12 @@ import logging
 import os
 import time
 
-from stepml import datasource, models, predictions
+from stepml import datasource, fanout, models
 from stepml.engines import COMPLETED, FAILED
 from stepml.runs import RunPaths
 from stepml.storage import Storage
 from stepml.tabular import modeling
 from stepml.tabular.datasource import load_table
-from stepml.tabular.transforms import FeaturePipeline
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +86,10 @@ class BuiltinEngine:
 
     # -- batch prediction ------------------------------------------------------------------
     def start_batch_prediction(self, job: dict) -> dict:
-        """job: run_id, datasource (descriptor key), model (key). Predicts the evaluation rows."""
-        paths = RunPaths(job["run_id"])
-        descriptor = self.storage.get_json(job["datasource"])
-        model = models.load_model(io.BytesIO(self.storage.get_bytes(job["model"])))
-        result = {"job_id": f"{job['run_id']}-prediction", "status": COMPLETED}
-        regression = descriptor.get("model_type") == "REGRESSION"
-        started = time.perf_counter()
-        if descriptor["kind"] == "csv":
-            table = load_table(self.storage, descriptor, "evaluation")
-            pipeline = FeaturePipeline.from_json(model.pipeline_)
-            scores = modeling.predict(model, pipeline, table, descriptor["model_type"])
-        else:
-            table = None
-            features, _ = datasource.read_features(self.storage, descriptor, "test")
-            scores = model.predict_proba(features)
-        seconds = time.perf_counter() - started
-        key = paths.predictions + "predictions.csv"
-        body = predictions.values_to_csv(scores) if regression else predictions.to_csv(scores)
-        self.storage.put_bytes(key, body, "text/csv")
-        if table is not None:
-            result.update(predictions.write_amazon_ml_layout(self.storage, job["run_id"], descriptor, table, scores))
-        return {**result, "predictions": key, "rows": len(scores), "prediction_seconds": round(seconds, 3)}
+        """job: run_id, datasource (descriptor key), model (key), trigger. Batch prediction fans
+        out: the state machine's PredictShards Map scores the datasource's shards in parallel
+        (``stepml.fanout``) and Score merges their parts."""
+        return fanout.plan(self.storage, job)
 
     def describe_batch_prediction(self, job: dict) -> dict:
         key = RunPaths(job["run_id"]).predictions + "predictions.csv"

@@ -2,7 +2,8 @@
 S3 -> StartRun notification and the state machine from its ASL file — with the real handlers
 invoked in-process and moto interpreting the real Amazon States Language.
 
-One patch makes this work without Docker: moto's ``LambdaFunction._invoke_lambda`` (which
+``stepml.local.moto_fixes`` makes moto's Distributed Map list and tolerate as AWS does. One
+more patch makes this work without Docker: moto's ``LambdaFunction._invoke_lambda`` (which
 would start a container) calls our handler instead and returns ``(result_json, errored, logs)``
 as moto expects. Wait states and Retry intervals are scaled by ``time_scale`` (0 = no waiting).
 """
@@ -25,6 +26,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any, Callable
 from unittest import mock
 
+from stepml.local import moto_fixes
 from stepml.local.template import ACCOUNT_ID, LocalFunction, ResolvedTemplate, resolve_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -155,6 +157,7 @@ class LocalStack:
         self._exit.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_in_process))
         self._patch_s3_events()
         self._patch_waiting()
+        moto_fixes.apply(self._exit)    # Distributed Map details moto does not do as AWS does
         self._quiet_moto()
         self._route_output()
         self._create_resources()

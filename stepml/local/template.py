@@ -147,7 +147,7 @@ def resolve_template(root: Path, stack_name: str = "stepml-local", region: str =
     functions = _of_type(template, "AWS::Serverless::Function")
 
     # Physical names first: everything else may refer to them.
-    machine_name = f"{stack_name}-{machine_id}"
+    machine_name = r.resolve(machine.get("Properties", {}).get("Name")) or f"{stack_name}-{machine_id}"
     machine_arn = f"arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
     r.refs[machine_id] = machine_arn
     r.attrs[(machine_id, "Arn")] = machine_arn

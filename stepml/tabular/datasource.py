@@ -3,6 +3,7 @@ the training and evaluation tables (validated rows, splits, statistics) under th
 
     runs/<run-id>/datasource/training.npz     the typed training rows (Table)
     runs/<run-id>/datasource/evaluation.npz   the typed evaluation rows
+    runs/<run-id>/datasource/shards/          the evaluation rows again, as batch prediction's shards
     runs/<run-id>/datasource/statistics.json  Amazon ML-style statistics of both
     runs/<run-id>/datasource/datasource.json  the descriptor later steps read first
 
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from stepml import shards
 from stepml.errors import DataError
 from stepml.runs import RunPaths
 from stepml.storage import Storage
@@ -110,7 +112,8 @@ def check_definitions(storage: Storage, files: dict[str, str], versions: dict[st
 
 # -- CreateDataSource ----------------------------------------------------------------------
 
-def create_csv_datasource(storage: Storage, run_id: str, data: dict, dataset: dict, model: dict) -> dict:
+def create_csv_datasource(storage: Storage, run_id: str, data: dict, dataset: dict, model: dict,
+                          shard_rows: int | None = None) -> dict:
     files, versions = data["files"], data.get("versions", {})
     schema, recipe = check_definitions(storage, files, versions, model)
     model_type = model["type"]
@@ -144,8 +147,12 @@ def create_csv_datasource(storage: Storage, run_id: str, data: dict, dataset: di
     statistics = {}
     for part, table in (("training", training), ("evaluation", evaluation)):
         key = f"{paths.datasource}{part}.npz"
-        storage.put_bytes(key, table.to_npz_bytes())
+        body = table.to_npz_bytes()
+        storage.put_bytes(key, body)
         descriptor["tables"][part] = key
+        if part == "evaluation":   # batch prediction's shards (stepml.shards)
+            descriptor["shards"] = shards.write_table_shards(
+                storage, paths.datasource + shards.SHARDS_DIR, table, len(body), shard_rows)
         statistics[part] = table_statistics(table, model_type=model_type, validation=validation.get(part))
     descriptor["validation"] = validation
     storage.put_json(paths.datasource + "statistics.json", statistics)

@@ -20,6 +20,7 @@ from stepml.errors import DataError, TriggerRejected
 from stepml.storage import Storage
 from stepml.tabular import datasource as tds
 from stepml.trigger import validate
+from tests.fanout import predict_all_shards
 from tests.tabular_data import schema
 
 DESCRIPTOR = "runs/r1/datasource/datasource.json"
@@ -58,7 +59,7 @@ def train_predict_score(storage, descriptor: dict, run: dict) -> tuple[dict, dic
     training = engine.start_training({"run_id": "r1", "datasource": DESCRIPTOR, "seed": 0, "time_budget_s": 30,
                                       "algorithm": run["model"]["algorithm"],
                                       "parameters": run["model"]["parameters"]})
-    prediction = engine.start_batch_prediction({"run_id": "r1", "datasource": DESCRIPTOR, "model": training["model"]})
+    prediction = predict_all_shards(storage, "r1", DESCRIPTOR, training["model"])
     return prediction, evaluation.evaluate(storage, descriptor, prediction["predictions"])
 
 

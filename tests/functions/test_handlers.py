@@ -104,16 +104,25 @@ def test_step_handlers_chain_through_the_sample_events(s3):
     assert load_handler("check_training")(event("check_training"), FakeContext())["polls"] == 1
 
     prediction = load_handler("batch_predict")(event("batch_predict"), FakeContext())
-    assert prediction["predictions"] == event("score")["prediction"]["predictions"]
-    assert load_handler("check_batch_prediction")(event("check_batch_prediction"), FakeContext())["status"] == "COMPLETED"
+    fanned_out = {k: v for k, v in event("score")["prediction"].items() if k != "map_run"}
+    assert prediction == fanned_out
+    # The Distributed Map's items: each shard under the datasource's shards/ prefix.
+    shard_event = event("predict_shard")
+    first_shard = shard_event["shard"]
+    for first_row in range(0, 500, 125):
+        shard = first_shard.replace("shard-000000000000-", f"shard-{first_row:012d}-")
+        part = load_handler("predict_shard")({**shard_event, "shard": shard}, FakeContext())
+        assert part["rows"] == 125
 
     scored = load_handler("score")(event("score"), FakeContext())
     assert scored["accuracy"] > 0.8  # synthetic digits are easy; chance is 0.1
     report = json.loads(s3.get_object(Bucket=BUCKET, Key=RunPaths(RUN_ID).report)["Body"].read())
     assert report["metrics"]["MulticlassAvgFScore"] == report["metrics"]["macro_f1"]
     assert set(report["seconds_per_step"]) >= {"PrepareData", "CreateDataSource", "Train", "BatchPredict"}
+    assert report["batch_prediction"]["shards"] == 4 and report["batch_prediction"]["invalid_rows"] == 0
     status = json.loads(s3.get_object(Bucket=BUCKET, Key=RunPaths(RUN_ID).status)["Body"].read())
     assert status["state"] == "SUCCEEDED"
+    assert load_handler("check_batch_prediction")(event("check_batch_prediction"), FakeContext())["status"] == "COMPLETED"
 
 
 def test_record_failure_writes_the_failure_record(s3):

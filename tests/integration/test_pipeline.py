@@ -31,10 +31,7 @@ def rebuild_trigger_body() -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(synthetic_files):
-    with local_stack() as local:
-        s3 = local.client("s3")
-        for name, body in synthetic_files.items():
-            s3.put_object(Bucket=local.bucket, Key=f"data/mnist/{name}.gz", Body=body)
+    with local_stack(synthetic_files) as local:
         yield local
 
 
@@ -54,6 +51,7 @@ def test_the_asl_that_runs_is_the_file_in_the_repo(stack):
     text = (ROOT / "statemachine/pipeline.asl.json").read_text()
     for name, function in stack.resolved.functions.items():  # the template's substitutions
         text = text.replace("${%sArn}" % name, function.arn)
+    text = text.replace("${DataBucketName}", stack.bucket)
     assert json.loads(definition) == json.loads(text)
     assert "${" not in definition
 
@@ -70,7 +68,7 @@ def test_success_path_writes_datasource_model_predictions_and_report(stack, tmp_
     assert status["state"] == "SUCCEEDED"
     entered = [e["stateEnteredEventDetails"]["name"] for e in outcome.events if e["type"].endswith("StateEntered")]
     assert entered == ["PrepareData", "CreateDataSource", "Train", "TrainingDone?", "BatchPredict",
-                       "PredictionDone?", "Score", "RunSucceeded"]
+                       "PredictionDone?", "PredictShards", "Score", "RunSucceeded"]
 
 
 def test_failure_path_ends_in_a_failure_record(stack, tmp_path):
@@ -140,9 +138,10 @@ def test_a_run_writes_only_under_its_own_prefix_and_modifies_no_input(stack, tmp
     assert all(after[k] == etag for k, etag in before.items())  # nothing changed or deleted
     new_keys = {k.rsplit("@", 1)[0] for k in after.keys() - before.keys()}
     own = RunPaths(outcome.run_id).prefix
-    # besides its own prefix, a run may only offer its datasource for reuse (cache/datasources/)
+    # besides its own prefix, a run may only offer its datasource for reuse (cache/datasources/),
+    # and its Distributed Map leaves the Map Run's own result files (map-runs/<Map>/<map run id>/)
     written = new_keys - {"triggers/confined.json"}
-    assert written and all(k.startswith((own, "cache/datasources/")) for k in written)
+    assert written and all(k.startswith((own, "cache/datasources/", "map-runs/PredictShards/")) for k in written)
 
 
 class SlowJobs:
