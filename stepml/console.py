@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,9 +386,17 @@ def format_history(rows: list[dict]) -> str:
 
 
 # -- stepml report RUN ---------------------------------------------------------------------
-def fetch_report(target: Target, run: str, out: Path) -> dict:
+def fetch_report(target: Target, run: str, out: Path, warn: Callable[[str], None] | None = None) -> dict:
     """Copy runs/<id>/report/ (report.json; report.html and the charts when the run made them)
-    to <out>/<id>/report/, replacing what an earlier fetch left there."""
+    to <out>/<id>/report/, replacing what an earlier fetch left there.
+
+    Whoever can write under runs/ chooses the keys, so a key is copied only when it passes
+    ``storage.check_key`` (no '.', '..', empty segments, backslashes or control characters)
+    and its file lands inside <out>/<id>/report/; any other is skipped, named to ``warn``
+    (stderr by default) and listed under "skipped"."""
+    from stepml.storage import check_key
+
+    warn = warn or _warn
     run_id = _run_id(run)
     prefix = RunPaths(run_id).key(REPORT_DIR)
     keys = list_keys(target, prefix)
@@ -401,19 +410,29 @@ def fetch_report(target: Target, run: str, out: Path) -> dict:
             why += f": {failure.get('error')} in {failure.get('failed_step')}"
         raise NotFound(f"run {run_id} has no report ({why})")
     destination = Path(out) / run_id / "report"
-    files = []
+    root = destination.resolve()
+    files, skipped = [], []
     for key in sorted(keys):
-        relative = key[len(prefix):]
-        if not relative or relative.endswith("/") or ".." in relative.split("/"):
+        relative = key[len(prefix):] if key.startswith(prefix) else ""
+        if not relative or relative.endswith("/"):
+            continue  # the prefix itself, or a "folder" marker
+        try:
+            check_key(key)
+            path = destination / relative
+            local = path.resolve()
+            if not local.is_relative_to(root) or local == root:
+                raise ValueError(f"S3 key {key!r} would be written outside {destination}")
+        except ValueError as err:
+            warn(f"warning: report file skipped (s3://{target.bucket}): {err}")
+            skipped.append(key)
             continue
-        path = destination / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target.s3.download_file(target.bucket, key, str(path))
+        local.parent.mkdir(parents=True, exist_ok=True)
+        target.s3.download_file(target.bucket, key, str(local))
         files.append(path)
     report_json = destination / "report.json"
     report = json.loads(report_json.read_text()) if report_json.is_file() else None
     html = destination / "report.html"
-    return {"run_id": run_id, "dir": str(destination), "files": [str(p) for p in files],
+    return {"run_id": run_id, "dir": str(destination), "files": [str(p) for p in files], "skipped": skipped,
             "html": str(html) if html.is_file() else None,
             "metrics": headline_metrics(report) if report else None,
             "status": report.get("status") if report else None, "cost_usd": _cost(report)}
@@ -423,6 +442,8 @@ def format_report(fetched: dict) -> str:
     lines = [f"report of {fetched['run_id']} ({fetched['status'] or 'no report.json'}): "
              f"{len(fetched['files'])} file(s) in {fetched['dir']}/"]
     lines += [f"  {Path(p).relative_to(fetched['dir']).as_posix()}" for p in fetched["files"]]
+    if fetched.get("skipped"):
+        lines.append(f"skipped {len(fetched['skipped'])} file(s) whose S3 keys could leave {fetched['dir']}/")
     if fetched["metrics"]:
         cost = fetched.get("cost_usd")
         lines.append(format_metrics(fetched["metrics"]) + ("" if cost is None else f"   est. cost ${cost:.4f}"))
@@ -483,6 +504,10 @@ def cause_message(cause: str) -> str:
     except (ValueError, AttributeError):
         return cause
     return message if isinstance(message, str) else cause
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def _short(text: str, limit: int = 160) -> str:

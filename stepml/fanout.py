@@ -40,9 +40,9 @@ def plan(storage: Storage, job: dict) -> dict:
     run_id = job["run_id"]
     paths = RunPaths(run_id)
     descriptor = storage.get_json(job["datasource"])
-    if "shards" not in descriptor:
-        raise DataError(f"{storage.uri(job['datasource'])} has no prediction shards (a datasource from an "
-                        "earlier stepml); set dataset.rebuild to build it again")
+    if "shards" not in descriptor:     # reuse refuses such datasources: a guard, not a user error
+        raise DataError(f"internal: {storage.uri(job['datasource'])} has no prediction shards; "
+                        "dataset.rebuild builds the datasource again")
     settings = job["trigger"].get("batch_prediction", {})
     ceiling = int(os.environ.get(MAX_CONCURRENCY_ENV, DEFAULT_MAX_CONCURRENCY))
     result = {
@@ -69,8 +69,10 @@ def predict_shard(event: dict, storage: Storage, run_id: str, memory_mb: int | N
     shard, model_key, parts = _check_item(event, run_id)
     started = time.perf_counter()
     try:
-        model = _load_model(storage, model_key)
         descriptor = storage.get_json(event["datasource"])
+        if not shard.key.startswith(descriptor.get("shards", {}).get("prefix") or "\0"):
+            raise PayloadError(f"shard {shard.key!r} is not one of {event['datasource']}'s shards")
+        model = _load_model(storage, model_key)
         scores = _score(storage, descriptor, model, shard)
         key = shard.part_key(parts)
         storage.put_bytes(key, shards.part_bytes(scores, time.perf_counter() - started, memory_mb))
@@ -89,13 +91,17 @@ def _check_item(event: dict, run_id: str) -> tuple[shards.Shard, str, str]:
     shard = shards.parse_shard_key(event["shard"])
     if not (shard.key.startswith("runs/") and f"/datasource/{shards.SHARDS_DIR}" in shard.key):
         raise PayloadError(f"shard {shard.key!r} is not under a datasource's {shards.SHARDS_DIR}")
-    if not event["model"].startswith(paths.model) or event["parts"] != paths.predictions + shards.PARTS_DIR:
-        raise PayloadError(f"model and parts must be this run's ({paths.prefix})")
+    if (event["model"] != paths.model + "model.npz" or event["parts"] != paths.predictions + shards.PARTS_DIR
+            or event["datasource"] != paths.datasource + "datasource.json"):
+        raise PayloadError(f"model, parts and datasource must be this run's ({paths.prefix})")
     return shard, event["model"], event["parts"]
 
 
 def _load_model(storage: Storage, key: str):
-    etag = storage.head(key)["ETag"]
+    head = storage.head(key)
+    if head is None:
+        raise DataError(f"the model {storage.uri(key)} does not exist")
+    etag = head["ETag"]
     with _models_lock:
         if (key, etag) not in _models:
             _models.clear()

@@ -32,6 +32,9 @@ SHARD_BYTES = 8 * 1024 * 1024
 MIN_SHARDS = 4
 MIN_SHARD_ROWS = 100
 MAX_SHARD_ROWS = 1_000_000
+#: Whatever the trigger asks, a shard stays below this: a PredictShard Lambda (1,024 MB) holds
+#: the shard, its float32 copy (4x for pixels) and the scores, and finishes well inside 120 s.
+MAX_SHARD_BYTES = 32 * 1024 * 1024
 SHARDS_DIR = "shards/"
 PARTS_DIR = "parts/"
 _NAME = re.compile(r"shard-(\d{12})-(\d{9})\.(npy|npz)")
@@ -57,13 +60,14 @@ class Shard:
 
 
 def rows_per_shard(rows: int, row_bytes: float, requested: int | None = None) -> int:
-    """The trigger's ``batch_prediction.shard_rows``, or about SHARD_BYTES of input a shard,
-    but no more than spreads the rows over MIN_SHARDS workers."""
+    """The trigger's ``batch_prediction.shard_rows`` (cut to MAX_SHARD_BYTES), or about
+    SHARD_BYTES of input a shard, but no more than spreads the rows over MIN_SHARDS workers."""
+    width = max(1, int(math.ceil(row_bytes)))
+    ceiling = max(MIN_SHARD_ROWS, MAX_SHARD_BYTES // width)
     if requested:
-        return int(requested)
-    by_size = SHARD_BYTES // max(1, int(math.ceil(row_bytes)))
+        return int(min(requested, ceiling))
     spread = math.ceil(rows / MIN_SHARDS)
-    return int(min(MAX_SHARD_ROWS, max(MIN_SHARD_ROWS, min(by_size, spread))))
+    return int(min(MAX_SHARD_ROWS, ceiling, max(MIN_SHARD_ROWS, min(SHARD_BYTES // width, spread))))
 
 
 def shard_key(prefix: str, first_row: int, rows: int, extension: str) -> str:
@@ -83,7 +87,7 @@ def write_image_shards(storage: Storage, prefix: str, pixels: np.ndarray, reques
     for first in range(0, len(pixels), per):
         block = pixels[first:first + per]
         storage.put_npy(shard_key(prefix, first, len(block), "npy"), block)
-    return _entry(prefix, len(pixels), per, "npy")
+    return _entry(prefix, len(pixels), per, "npy", requested)
 
 
 def write_table_shards(storage: Storage, prefix: str, table, table_bytes: int, requested: int | None = None) -> dict:
@@ -93,16 +97,24 @@ def write_table_shards(storage: Storage, prefix: str, table, table_bytes: int, r
     for first in range(0, rows, per):
         block = table.select(np.arange(first, min(rows, first + per)))
         storage.put_bytes(shard_key(prefix, first, len(block), "npz"), block.to_npz_bytes())
-    return _entry(prefix, rows, per, "npz")
+    return _entry(prefix, rows, per, "npz", requested)
 
 
-def _entry(prefix: str, rows: int, per: int, extension: str) -> dict:
-    return {"prefix": prefix, "count": math.ceil(rows / per) if rows else 0, "rows_per_shard": per,
-            "rows": rows, "format": extension}
+def _entry(prefix: str, rows: int, per: int, extension: str, requested: int | None) -> dict:
+    entry = {"prefix": prefix, "count": math.ceil(rows / per) if rows else 0, "rows_per_shard": per,
+             "rows": rows, "format": extension}
+    if requested and requested != per:
+        entry["note"] = (f"batch_prediction.shard_rows {requested:,} would make shards over "
+                         f"{MAX_SHARD_BYTES // 2**20} MiB; cut to {per:,} rows")
+    return entry
 
 
 def read_image_shard(storage: Storage, shard: Shard) -> np.ndarray:
-    pixels = storage.get_npy(shard.key)
+    try:
+        pixels = np.load(io.BytesIO(storage.get_bytes(shard.key, max_bytes=MAX_SHARD_BYTES + 4096)),
+                         allow_pickle=False)
+    except ValueError as err:
+        raise DataError(f"{storage.uri(shard.key)} is not a valid .npy array: {err}") from None
     if pixels.ndim != 2 or len(pixels) != shard.rows:
         raise DataError(f"{storage.uri(shard.key)} holds {pixels.shape} pixels; its name promises {shard.rows} rows")
     return pixels
@@ -111,7 +123,7 @@ def read_image_shard(storage: Storage, shard: Shard) -> np.ndarray:
 def read_table_shard(storage: Storage, shard: Shard):
     from stepml.tabular.table import Table
 
-    table = Table.from_npz_bytes(storage.get_bytes(shard.key))
+    table = Table.from_npz_bytes(storage.get_bytes(shard.key, max_bytes=2 * MAX_SHARD_BYTES))
     if len(table) != shard.rows:
         raise DataError(f"{storage.uri(shard.key)} holds {len(table)} rows; its name promises {shard.rows}")
     return table

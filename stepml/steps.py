@@ -41,11 +41,12 @@ RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
 @contextlib.contextmanager
-def step_status(storage: Storage, run_id: str, step: str) -> Iterator[dict]:
-    """Mark the step RUNNING, then DONE with its duration; the caller may add details."""
+def step_status(storage: Storage, run_id: str, step: str, started: float | None = None) -> Iterator[dict]:
+    """Mark the step RUNNING, then DONE with its duration (from ``started``, a perf_counter
+    reading, if the step's work began before this); the caller may add details."""
     write_status(storage, run_id, "RUNNING", step)
     details: dict = {}
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     yield details
     write_status(storage, run_id, "RUNNING", step, done=True,
                  seconds=round(time.perf_counter() - started, 3), memory_mb=function_memory_mb(), **details)
@@ -292,13 +293,14 @@ def poll_wait_seconds(polls: int) -> int:
 
 # -- Score ---------------------------------------------------------------------------------
 def score(event: dict, storage: Storage) -> dict:
+    started = time.perf_counter()        # the merge below is Score's work too (and its bill)
     run_id = run_id_of(event)
     paths = RunPaths(run_id)
     run_trigger = load_run_trigger(storage, run_id)
     descriptor = storage.get_json(event["datasource"]["descriptor"])
     if event["prediction"]["status"] == fanout.FAN_OUT:
         event = {**event, "prediction": _merge_shards(storage, run_id, descriptor, event["prediction"])}
-    with step_status(storage, run_id, "Score"):
+    with step_status(storage, run_id, "Score", started=started):
         model_type = run_trigger["model"]["type"]
         metrics = evaluation.evaluate(storage, descriptor, event["prediction"]["predictions"])
         status = storage.get_json(paths.status)
@@ -331,6 +333,9 @@ def score(event: dict, storage: Storage) -> dict:
             "batch_prediction": {k: event["prediction"][k] for k in PREDICTION_FACTS if k in event["prediction"]},
             "cost": cost,
             "seconds_per_step": {s["step"]: s["seconds"] for s in status["steps"] if "seconds" in s},
+            # From the trigger's acceptance to this report: the run as its user waited for it.
+            "wall_seconds": round((_dt.datetime.fromisoformat(now())
+                                   - _dt.datetime.fromisoformat(status["started_at"])).total_seconds(), 3),
             "outputs": outputs,
         }
         # report.html and its charts (stepml.reporting); their keys join report["outputs"]
@@ -351,11 +356,13 @@ PREDICTION_FACTS = ("rows", "invalid_rows", "shards", "failed_shard_count", "fai
 def _merge_shards(storage: Storage, run_id: str, descriptor: dict, prediction: dict) -> dict:
     """Close the PredictShards step: its parts merged in input order (fails past the tolerated
     share of failed shards, recorded against PredictShards)."""
-    status = storage.get_json(RunPaths(run_id).status)
-    started = next((s["at"] for s in reversed(status["steps"]) if s["step"] == "PredictShards"), None)
+    records = [s for s in storage.get_json(RunPaths(run_id).status)["steps"] if s["step"] == "PredictShards"]
+    scored_until = now()
     merged = fanout.merge(storage, run_id, descriptor, prediction)
-    seconds = None if started is None else round(
-        (_dt.datetime.fromisoformat(now()) - _dt.datetime.fromisoformat(started)).total_seconds(), 3)
+    if any(r.get("done") for r in records):      # a retried Score: the step is closed already
+        return {**prediction, **merged}
+    seconds = None if not records else round(
+        (_dt.datetime.fromisoformat(scored_until) - _dt.datetime.fromisoformat(records[-1]["at"])).total_seconds(), 3)
     write_status(storage, run_id, "RUNNING", "PredictShards", done=True, seconds=seconds,
                  shards=merged["shards"], failed_shards=merged["failed_shard_count"],
                  invalid_rows=merged["invalid_rows"], map_run=prediction.get("map_run", {}).get("MapRunArn"))

@@ -80,7 +80,7 @@ def test_builtin_predictions_fan_out_over_the_shards_with_a_distributed_map():
     assert FAN_OUT["Type"] == "Map" and FAN_OUT["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     reader = FAN_OUT["ItemReader"]
     assert reader["Resource"] == "arn:aws:states:::s3:listObjectsV2"
-    assert reader["Parameters"] == {"Bucket.$": "$.bucket", "Prefix.$": "$.prediction.shards"}
+    assert reader["Parameters"] == {"Bucket": "${DataBucketName}", "Prefix.$": "$.prediction.shards"}
     assert FAN_OUT["ItemSelector"]["shard.$"] == "$$.Map.Item.Value.Key"
     assert FAN_OUT["Next"] == "Score"
 
@@ -96,6 +96,8 @@ def test_a_shard_worker_retries_transient_errors_and_lets_real_failures_count_ag
     covered = {e for r in WORKER["Retry"] for e in r["ErrorEquals"]}
     assert TRANSIENT | {"TransientError"} <= covered and "States.ALL" not in covered
     assert "Catch" not in WORKER   # a caught failure would count as a success
+    throttled = [r for r in WORKER["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+    assert len(throttled) == 1 and throttled[0]["MaxAttempts"] >= 8 and throttled[0]["JitterStrategy"] == "FULL"
 
 
 def test_the_map_keeps_its_results_out_of_the_state_and_fails_into_the_failure_record():

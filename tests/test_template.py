@@ -476,4 +476,4 @@ def test_the_distributed_map_may_start_its_children_list_the_shards_and_write_it
 def test_a_shard_worker_reads_and_writes_runs_only(resources):
     (statement_block,) = resources["PredictShardFunction"]["Properties"]["Policies"]
     targets = [st["Resource"]["Fn::Sub"] for st in statement_block["Statement"] if "s3:PutObject" in st["Action"]]
-    assert targets == ["arn:${AWS::Partition}:s3:::" + BUCKET_NAME_SUB + "/runs/*"]
+    assert targets == ["arn:${AWS::Partition}:s3:::" + BUCKET_NAME_SUB + "/runs/*/predictions/parts/*"]

@@ -82,12 +82,13 @@ def _enforce_tolerated_failures(exits: contextlib.ExitStack) -> None:
         )
 
     def map_run(self, env, eval_input) -> None:
-        original_run(self, env, eval_input)
+        original_run(self, env, eval_input)      # leaves the children's outputs on env.stack
         items = eval_input.map_run_record.item_counter
         failed = items.failed.get() + items.timed_out.get()
         count_set, percentage_set = getattr(self, "stepml_thresholds_set", (False, False))
         if exceeds_tolerance(failed, items.total.get(), eval_input.tolerated_failure_count,
                              eval_input.tolerated_failure_percentage, count_set, percentage_set):
+            env.stack.pop()                      # a failed Map Run has no outputs
             raise _threshold_exceeded(env)
 
     exits.enter_context(mock.patch.object(state_map.StateMap, "from_state_props", from_state_props))

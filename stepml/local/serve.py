@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -37,6 +38,58 @@ DATA_PREFIX = "data/mnist/"
 WATCH_SECONDS = 1.0
 READY_LINE = "stepml local serve: ready at "  # what scripts (and the test) wait for
 SERVED_OUTPUTS = ("BucketName", "StateMachineArn", "StateMachineName")
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+#: <bucket>.localhost, <bucket>.127.0.0.1: S3's virtual-host addressing against a local endpoint
+_VIRTUAL_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?\.(localhost|127\.0\.0\.1)")
+
+
+def host_name(header: str) -> str | None:
+    """The name in a Host header ("name", "name:port", "[v6]", "[v6]:port"), lowercased;
+    None when it is none of these."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        name, bracket, rest = value[1:].partition("]")
+        if not bracket or not _is_ip(name):
+            return None
+    else:
+        name, colon, port = value.partition(":")
+        rest = colon + port
+    if rest and not (rest[0] == ":" and rest[1:].isdigit() and len(rest) <= 6):
+        return None
+    return name or None
+
+
+def host_allowed(header: str, bound: tuple[str, ...] = ()) -> bool:
+    """Whether a request's Host header names this machine's loopback (127.0.0.1, localhost,
+    [::1], *.localhost, <bucket>.127.0.0.1) or the address the server is bound to, with any
+    port. A web page that rebinds its own DNS name to 127.0.0.1 still sends that name, so it is
+    refused. Bound to every interface (0.0.0.0, ::), any IP address is accepted, never a name."""
+    name = host_name(header)
+    if name is None:
+        return False
+    bound_names = {b.strip("[]").lower() for b in bound if b}
+    if name in LOOPBACK_NAMES or name in bound_names or _VIRTUAL_HOST.fullmatch(name):
+        return True
+    return _is_ip(name) and any(_is_ip(b) and ipaddress.ip_address(b).is_unspecified for b in bound_names)
+
+
+class HostAllowList:
+    """WSGI middleware: requests whose Host header ``host_allowed`` refuses get 403 (DNS rebinding)."""
+
+    def __init__(self, app, bound: tuple[str, ...] = ()):
+        self.app = app
+        self.bound = tuple(bound)
+
+    def __call__(self, environ, start_response):
+        header = environ.get("HTTP_HOST", "")
+        if host_allowed(header, self.bound):
+            return self.app(environ, start_response)
+        body = (f"403 Forbidden: stepml local serve answers requests for 127.0.0.1, localhost, [::1] or the "
+                f"address it listens on, not for Host {header[:100]!r}: this keeps web pages from reaching "
+                "the stack through DNS rebinding.\n").encode("utf-8", "backslashreplace")
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
 
 
 class LocalServer:
@@ -61,8 +114,10 @@ class LocalServer:
             raise OSError(f"cannot listen on {host}:{port}: {err.strerror or err} "
                           "(choose another --port, or --port 0 for any free one)") from err
         with listening:  # werkzeug serves a duplicate of it
-            self._server = make_server(host, port, DomainDispatcherApplication(create_backend_app),
-                                       threaded=True, request_handler=MotoRequestHandler, fd=listening.fileno())
+            # moto's app behind a Host check: a web page must not reach it by DNS rebinding
+            app = HostAllowList(DomainDispatcherApplication(create_backend_app), (host, listening.getsockname()[0]))
+            self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler,
+                                       fd=listening.fileno())
         self._thread = threading.Thread(target=self._server.serve_forever, name="stepml-serve", daemon=True)
 
     @property
@@ -189,10 +244,34 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, mnist_dir: Path | 
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[signum] = signal.signal(signum, on_signal)
     try:
-        return _serve(host, port, mnist_dir, verbose, say, stop)
+        with leftover_threads_quieted() as quiet:
+            return _serve(host, port, mnist_dir, verbose, say, stop, quiet)
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def leftover_threads_quieted():
+    """Yields quiet(): once called, an exception in a thread started inside the block (an
+    abandoned execution's moto thread, which may fail once the mock is gone: no news) is not
+    printed. Threads that were there before are reported as ever, and the previous
+    threading.excepthook is back when the block ends."""
+    previous = threading.excepthook
+    existing = set(threading.enumerate())
+
+    def hook(args) -> None:
+        if args.thread is None or args.thread in existing:
+            previous(args)
+
+    def quiet() -> None:
+        threading.excepthook = hook
+
+    try:
+        yield quiet
+    finally:
+        if threading.excepthook is hook:  # unless someone replaced it meanwhile
+            threading.excepthook = previous
 
 
 @contextlib.contextmanager
@@ -206,12 +285,12 @@ def without_endpoint_overrides():
         os.environ.update(saved)
 
 
-def _serve(host, port, mnist_dir, verbose, say, stop) -> int:
+def _serve(host, port, mnist_dir, verbose, say, stop, quiet) -> int:
     with without_endpoint_overrides():
-        return _serve_stack(host, port, mnist_dir, verbose, say, stop)
+        return _serve_stack(host, port, mnist_dir, verbose, say, stop, quiet)
 
 
-def _serve_stack(host, port, mnist_dir, verbose, say, stop) -> int:
+def _serve_stack(host, port, mnist_dir, verbose, say, stop, quiet) -> int:
     from stepml.cli import _log_printer
 
     if not _is_loopback(host):
@@ -238,17 +317,19 @@ def _serve_stack(host, port, mnist_dir, verbose, say, stop) -> int:
                 server.stop()
             running = [name for name, status in seen.items() if status == "RUNNING"]
             if running:
-                _quiet_leftover_threads()
+                quiet()
     finally:
         server.stop()
     say("stopped" + (f"; abandoned the running executions {', '.join(running)}" if running else ""))
     return 0
 
 
-def _quiet_leftover_threads() -> None:
-    """An execution still running when the server stops is abandoned: its moto thread may fail
-    once the mock is gone, and that is no news to print."""
-    threading.excepthook = lambda args: None
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -265,5 +346,5 @@ def _say(text: str) -> None:
     print(text, file=sys.__stdout__, flush=True)
 
 
-__all__ = ["READY_LINE", "LocalServer", "ready_text", "register_outputs", "serve", "watch_executions",
-           "without_endpoint_overrides"]
+__all__ = ["READY_LINE", "HostAllowList", "LocalServer", "host_allowed", "leftover_threads_quieted", "ready_text",
+           "register_outputs", "serve", "watch_executions", "without_endpoint_overrides"]

@@ -47,3 +47,28 @@ def test_the_demo_with_default_arguments_builds_a_valid_trigger():
     trigger = validate(demo_trigger(args.preset, args.seed, {"kind": "mnist"}))
     assert trigger["model"]["preset"] == "balanced" and trigger["model"]["algorithm"] == "mlp"
     assert trigger["name"] == "mnist-balanced"
+
+
+def test_the_demo_twice_reuses_the_first_runs_datasource_and_prints_both_times(tmp_path, synthetic_files,
+                                                                              monkeypatch, capsys):
+    from functools import partial
+
+    from stepml import mnist
+
+    for name, body in synthetic_files.items():
+        (tmp_path / f"{name}.gz").write_bytes(body)
+    # synthetic digits are not MNIST: skip the SHA-256 check that real files must pass
+    monkeypatch.setattr(mnist, "load_local_dir", partial(mnist.load_local_dir, verify=False))
+
+    code = main(["demo", "--preset", "fast", "--twice", "--mnist-dir", str(tmp_path), "--out", str(tmp_path / "out")])
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    reports = {p.name: json.loads((p / "report/report.json").read_text()) for p in (tmp_path / "out").iterdir()}
+    assert len(reports) == 2
+    (first, _), (second, report) = sorted(reports.items(), key=lambda r: r[1]["dataset"]["reused_from"] is not None)
+    assert report["dataset"]["reused_from"] == first
+    assert f"reused the datasource of {first}" in printed
+    assert "CreateDataSource" in printed.split("second run:")[1]
+    assert "Amazon ML, 2016: 91.6%, about $2.80, about 3 hours; this run:" in printed
+    assert "Step Functions state transitions" in printed      # the cost, line by line

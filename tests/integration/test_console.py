@@ -106,23 +106,23 @@ def test_report_fetches_the_report_folder_and_opens_report_html(served, target, 
     stack, ok, failed = served
     s3 = stack.client("s3")
     prefix = f"runs/{ok.run_id}/report/"
-    existing = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix).get("Contents", [])}
-    extra = {}
-    if prefix + "report.html" not in existing:  # until the pipeline writes its own: the files it will
-        extra = {"report.html": b"<html><img src='confusion_matrix.png'></html>", "confusion_matrix.png": b"\x89PNG"}
-        for name, body in extra.items():
-            s3.put_object(Bucket=stack.bucket, Key=prefix + name, Body=body)
-    try:
-        fetched = console.fetch_report(target, ok.run_id, tmp_path)
-        files = {p.rsplit("/", 1)[1] for p in fetched["files"]}
-        assert {"report.json", "report.html"} <= files
-        assert json.loads((tmp_path / ok.run_id / "report/report.json").read_text())["run_id"] == ok.run_id
-        opened = []
-        assert console.open_report(fetched, opener=lambda url: opened.append(url) or True)
-        assert opened == [(tmp_path / ok.run_id / "report/report.html").resolve().as_uri()]
-    finally:
-        for name in extra:
-            s3.delete_object(Bucket=stack.bucket, Key=prefix + name)
+    # what the pipeline wrote (Score, through stepml.reporting): nothing here is planted by the test
+    written = {o["Key"][len(prefix):] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)["Contents"]}
+    assert {"report.json", "report.html", "confusion_matrix.png"} <= written, written
+    assert ok.report["outputs"]["report_html"] == prefix + "report.html"
+
+    fetched = console.fetch_report(target, ok.run_id, tmp_path, warn=pytest.fail)
+    local = tmp_path / ok.run_id / "report"
+    assert sorted(fetched["files"]) == sorted(str(local / name) for name in written) and not fetched["skipped"]
+    assert json.loads((local / "report.json").read_text())["run_id"] == ok.run_id
+    assert fetched["html"] == str(local / "report.html")
+    page = (local / "report.html").read_bytes()
+    assert page == s3.get_object(Bucket=stack.bucket, Key=prefix + "report.html")["Body"].read()
+    assert page.lstrip().lower().startswith(b"<!doctype html") and ok.run_id.encode() in page
+    opened = []
+    assert console.open_report(fetched, opener=lambda url: opened.append(url) or True)
+    assert opened == [(local / "report.html").resolve().as_uri()]
+    assert f"open {local / 'report.html'}" in console.format_report(fetched)
 
     with pytest.raises(console.NotFound, match="DataError in PrepareData"):
         console.fetch_report(target, failed.run_id, tmp_path)

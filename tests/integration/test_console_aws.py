@@ -121,3 +121,55 @@ def test_bucket_and_state_machine_given_skip_cloudformation(aws, capsys):
     assert main(["runs", "--region", REGION, "--stack-name", "nope",
                  "--bucket", aws["bucket"], "--state-machine-arn", aws["arn"]]) == 0
     assert aws["run_id"] in capsys.readouterr().out
+
+
+def test_report_keys_that_would_leave_out_are_skipped_with_a_warning(aws, tmp_path, capsys):
+    """Whoever can write under runs/ names the keys: an empty segment (an absolute path once
+    joined), '..' or a backslash must not put a file outside --out; the report still arrives."""
+    run_id, s3, bucket = aws["run_id"], aws["s3"], aws["bucket"]
+    prefix = f"runs/{run_id}/report/"
+    outside = tmp_path / "outside"
+    out = tmp_path / "out"
+    hostile = [
+        prefix + "/" + str(outside / "escaped.txt").lstrip("/"),  # report//<absolute path>
+        prefix + "../../../outside/dotdot.txt",
+        prefix + "..\\..\\..\\outside\\backslash.txt",
+        prefix + "charts/./dot.txt",
+    ]
+    for key in hostile:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"pwned")
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+    assert set(hostile) <= listed  # stored as written: the console is what must refuse them
+    s3.put_object(Bucket=bucket, Key=prefix + "report.html", Body=b"<html></html>")
+    s3.put_object(Bucket=bucket, Key=prefix + "charts/confusion_matrix.png", Body=b"\x89PNG")
+
+    code = main(["report", run_id, "--stack-name", "stepml-prod", "--region", REGION, "--out", str(out)])
+    captured = capsys.readouterr()
+
+    assert not outside.exists(), list(outside.rglob("*"))
+    assert code == 0, captured.err
+    assert not list(tmp_path.rglob("*.txt")), list(tmp_path.rglob("*"))
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == [f"{run_id}/report/charts/confusion_matrix.png", f"{run_id}/report/report.html",
+                       f"{run_id}/report/report.json"]
+    assert captured.err.count("warning: report file skipped") == len(hostile), captured.err
+    assert f"skipped {len(hostile)} file(s)" in captured.out
+
+    fetched = console.fetch_report(console.connect("stepml-prod", REGION), run_id, out, warn=lambda _: None)
+    assert sorted(fetched["skipped"]) == sorted(hostile) and fetched["html"]
+
+
+def test_report_files_are_never_written_through_a_symlink_out_of_the_folder(aws, tmp_path):
+    run_id, s3 = aws["run_id"], aws["s3"]
+    s3.put_object(Bucket=aws["bucket"], Key=f"runs/{run_id}/report/charts/c.png", Body=b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    report_dir = tmp_path / "out" / run_id / "report"
+    report_dir.mkdir(parents=True)
+    (report_dir / "charts").symlink_to(outside, target_is_directory=True)  # left by someone, or an earlier fetch
+    warnings = []
+    fetched = console.fetch_report(console.connect("stepml-prod", REGION), run_id, tmp_path / "out",
+                                   warn=warnings.append)
+    assert not list(outside.iterdir())
+    assert fetched["skipped"] == [f"runs/{run_id}/report/charts/c.png"] and len(warnings) == 1
+    assert (report_dir / "report.json").is_file()

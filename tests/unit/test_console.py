@@ -174,3 +174,79 @@ def test_serve_prints_each_execution_once_when_it_starts_and_once_when_it_ends()
     assert watch_executions(sfn, "arn", seen, "http://127.0.0.1:5000") == [
         "execution r-1 FAILED in 2.5 s: stepml status r-1 --endpoint-url http://127.0.0.1:5000"]
     assert watch_executions(sfn, "arn", seen, "http://127.0.0.1:5000") == []
+
+
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "127.0.0.1:5000", "localhost", "LOCALHOST:5000", "[::1]", "[::1]:80", "my-bucket.localhost:5000",
+    "a.b.localhost", "my-bucket.127.0.0.1:5000"])
+def test_serve_answers_hosts_that_name_the_loopback(host):
+    from stepml.local.serve import host_allowed
+
+    assert host_allowed(host, ("127.0.0.1", "127.0.0.1"))
+
+
+@pytest.mark.parametrize("host", [
+    "", "evil.example", "evil.example:5000", "127.0.0.1.evil.example", "localhost.evil.example", "evil.localhost.com",
+    "localhost:5000x", "localhost:", "::1", "[::1", "[evil.example]", "10.0.0.5:5000", "127.0.0.2",
+    ".localhost", "-x.localhost", "127.0.0.1:5000@evil.example"])
+def test_serve_refuses_other_hosts_which_is_what_dns_rebinding_sends(host):
+    from stepml.local.serve import host_allowed
+
+    assert not host_allowed(host, ("127.0.0.1", "127.0.0.1"))
+
+
+def test_serve_also_answers_the_address_it_is_bound_to_and_any_ip_when_bound_to_all():
+    from stepml.local.serve import host_allowed
+
+    assert host_allowed("10.0.0.5:5000", ("10.0.0.5", "10.0.0.5"))
+    assert not host_allowed("10.0.0.6:5000", ("10.0.0.5", "10.0.0.5"))
+    assert host_allowed("[fe80::1]:5000", ("fe80::1", "fe80::1"))
+    assert host_allowed("192.168.1.20:5000", ("0.0.0.0", "0.0.0.0"))
+    assert host_allowed("[2001:db8::1]:5000", ("::", "::"))
+    assert not host_allowed("evil.example:5000", ("0.0.0.0", "0.0.0.0"))  # a name still has to be the loopback's
+
+
+def test_serve_gives_403_to_a_host_it_does_not_answer_and_passes_the_rest_to_moto():
+    from stepml.local.serve import HostAllowList
+
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ["HTTP_HOST"])
+        start_response("200 OK", [])
+        return [b"moto"]
+
+    guarded = HostAllowList(app, ("127.0.0.1",))
+    statuses = []
+    assert guarded({"HTTP_HOST": "localhost:5000"}, lambda status, headers: statuses.append(status)) == [b"moto"]
+    body = b"".join(guarded({"HTTP_HOST": "evil.example:5000"}, lambda status, headers: statuses.append(status)))
+    assert statuses == ["200 OK", "403 Forbidden"] and calls == ["localhost:5000"]
+    assert b"DNS rebinding" in body and b"'evil.example:5000'" in body
+    assert b"".join(guarded({}, lambda status, headers: statuses.append(status))).startswith(b"403")
+
+
+def test_serve_quiets_only_the_threads_it_abandons_and_gives_the_excepthook_back(monkeypatch):
+    import threading
+
+    from stepml.local.serve import leftover_threads_quieted
+
+    reported = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.thread.name))
+    previous = threading.excepthook
+    release = threading.Event()
+    before = threading.Thread(target=lambda: (release.wait(5), 1 / 0), name="before", daemon=True)
+    before.start()
+    with leftover_threads_quieted() as quiet:
+        assert threading.excepthook is previous  # nothing changes until serve abandons an execution
+        quiet()
+        abandoned = threading.Thread(target=lambda: 1 / 0, name="abandoned")
+        abandoned.start()
+        abandoned.join()
+        release.set()
+        before.join()
+        assert reported == ["before"]  # a thread serve did not start is reported as ever
+    assert threading.excepthook is previous
+    after = threading.Thread(target=lambda: 1 / 0, name="after")
+    after.start()
+    after.join()
+    assert reported == ["before", "after"]

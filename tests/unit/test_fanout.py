@@ -48,6 +48,14 @@ def test_shards_hold_about_8_mib_but_small_data_still_spreads_over_four():
     assert shards.rows_per_shard(50, 784) == shards.MIN_SHARD_ROWS
     assert shards.rows_per_shard(10_000_000, 2) == shards.MAX_SHARD_ROWS
     assert shards.rows_per_shard(10_000, 784, requested=1234) == 1234
+    # whatever a trigger asks, a shard fits a worker: at most 32 MiB of input
+    assert shards.rows_per_shard(60_000, 784, requested=1_000_000) == shards.MAX_SHARD_BYTES // 784
+
+
+def test_a_shard_size_cut_to_the_byte_ceiling_is_said_in_the_descriptor(storage):
+    pixels = np.zeros((300, 200_000), dtype=np.uint8)          # 200 KB rows: 167 fit in 32 MiB
+    entry = shards.write_image_shards(storage, "runs/r1/datasource/shards/", pixels, requested=300)
+    assert entry["rows_per_shard"] == 167 and entry["count"] == 2 and "cut to 167 rows" in entry["note"]
 
 
 def test_a_shard_key_says_where_its_rows_are_and_nothing_else_parses(storage):
@@ -79,6 +87,7 @@ def test_a_missing_shard_object_is_found_before_anything_is_merged(storage):
     ({"model": "runs/other-run/model/model.npz"}, "must be this run's"),
     ({"parts": "runs/other-run/predictions/parts/"}, "must be this run's"),
     ({"parts": None}, "needs 'parts'"),
+    ({"datasource": "runs/other-run/datasource/datasource.json"}, "must be this run's"),
 ])
 def test_a_worker_reads_and_writes_only_where_its_run_allows(storage, change, message):
     item = {"run_id": RUN, "shard": f"runs/{RUN}/datasource/shards/shard-000000000000-000000300.npy",
@@ -91,10 +100,18 @@ def test_a_failing_worker_leaves_a_record_of_why(storage):
     image_datasource(storage)
     item = {"run_id": RUN, "shard": f"runs/{RUN}/datasource/shards/shard-000000000000-000000300.npy",
             "datasource": DESCRIPTOR_KEY, "model": f"runs/{RUN}/model/model.npz", "parts": PARTS}
-    with pytest.raises(Exception):
+    with pytest.raises(DataError, match="model.npz does not exist"):
         fanout.predict_shard(item, storage, RUN)   # there is no model
     record = storage.get_json(PARTS + "shard-000000000000-000000300.error.json")
-    assert record["rows"] == 300 and record["error"]
+    assert record["rows"] == 300 and record["error"] == "DataError"
+
+
+def test_a_worker_scores_only_shards_of_its_own_datasource(storage):
+    image_datasource(storage)
+    item = {"run_id": RUN, "shard": "runs/someone-else/datasource/shards/shard-000000000000-000000300.npy",
+            "datasource": DESCRIPTOR_KEY, "model": f"runs/{RUN}/model/model.npz", "parts": PARTS}
+    with pytest.raises(PayloadError, match="is not one of"):
+        fanout.predict_shard(item, storage, RUN)
 
 
 # -- the merge ------------------------------------------------------------------------------
