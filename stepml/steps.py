@@ -451,7 +451,7 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
             storage.delete(triggers.rejection_key(key))
         storage.put_json(paths.trigger, run_trigger)
         write_status(storage, run_id, "RUNNING", "StartRun", done=True,
-                     execution_arn=execution_arn, trigger=key)
+                     execution_arn=execution_arn, console_url=console_url(execution_arn), trigger=key)
     try:
         # Still called on a repeat delivery, in case the first one died before starting the
         # execution: with the same name and input, StartExecution is idempotent.
@@ -460,6 +460,14 @@ def start_run(record: dict, storage: Storage, sfn, state_machine_arn: str) -> di
         first_delivery = False
     outcome = "started" if first_delivery else "duplicate"
     return {"key": key, "run_id": run_id, "outcome": outcome, "execution_arn": execution_arn}
+
+
+def console_url(execution_arn: str) -> str:
+    """The execution in the Step Functions console (graph, events, the Map Run's children)."""
+    partition, region = execution_arn.split(":")[1:4:2]
+    domain = {"aws-cn": "console.amazonaws.cn", "aws-us-gov": "console.amazonaws-us-gov.com"}.get(
+        partition, "console.aws.amazon.com")
+    return f"https://{region}.{domain}/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
 def _check_engine_region(engine: str, region: str) -> None:

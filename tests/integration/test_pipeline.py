@@ -66,6 +66,10 @@ def test_success_path_writes_datasource_model_predictions_and_report(stack, tmp_
             "predictions/predictions.csv", "datasource/statistics.json"} <= files
     status = json.loads((outcome.out_dir / "status.json").read_text())
     assert status["state"] == "SUCCEEDED"
+    started = status["steps"][0]
+    assert started["execution_arn"].endswith(":" + outcome.run_id)
+    assert started["console_url"] == ("https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1"
+                                      "#/v2/executions/details/" + started["execution_arn"])
     entered = [e["stateEnteredEventDetails"]["name"] for e in outcome.events if e["type"].endswith("StateEntered")]
     assert entered == ["PrepareData", "CreateDataSource", "Train", "TrainingDone?", "BatchPredict",
                        "PredictionDone?", "PredictShards", "Score", "RunSucceeded"]
