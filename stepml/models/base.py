@@ -40,6 +40,7 @@ time budget cuts training short, which depends on the clock by definition.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import numbers
 import time
@@ -61,7 +62,9 @@ __all__ = [
     "check_target",
     "check_y",
     "cosine_learning_rate",
+    "fill_shifted_rows",
     "random_shifts",
+    "shift_counts",
     "softmax_cross_entropy",
 ]
 
@@ -178,7 +181,9 @@ def check_X(X: Any, *, n_features: int | None = None, name: str = "X") -> np.nda
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {X.shape}")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the model was fitted with {n_features}")
-    if not np.isfinite(X).all():
+    # Row sums (one BLAS pass, no temporary the size of X) are finite when every entry is;
+    # only if one is not (a NaN or infinity, or a sum overflowing) is X checked entry by entry.
+    if not np.isfinite(X @ np.ones(X.shape[1], X.dtype)).all() and not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"{name} contains NaN or infinity (first at row {bad[0]}, column {bad[1]})")
     return np.ascontiguousarray(X)
@@ -307,7 +312,7 @@ def random_shifts(X: np.ndarray, image_shape: tuple[int, int], shift: int,
     m = X.shape[0]
     h, w = image_shape
     side = 2 * shift + 1
-    counts = rng.multinomial(m, np.full(side * side, 1.0 / (side * side)))
+    counts = shift_counts(m, shift, rng)
     src = X.reshape(m, h, w)
     out = np.zeros_like(src)
     lo = 0
@@ -322,6 +327,80 @@ def random_shifts(X: np.ndarray, image_shape: tuple[int, int], shift: int,
             src[lo:hi, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
         lo = hi
     return out.reshape(m, h * w)
+
+
+def shift_counts(m: int, shift: int, rng: np.random.Generator) -> np.ndarray:
+    """How many of ``m`` rows get each offset ``(dy, dx)``, offsets in row-major order
+    (``offset = (dy + shift) * (2 * shift + 1) + (dx + shift)``): Multinomial(m, uniform).
+    The one draw :func:`random_shifts` takes from ``rng`` (and the mlp, which then calls
+    :func:`fill_shifted_rows`: the same pixels as random_shifts for the same draw)."""
+    return rng.multinomial(m, _uniform_pvals((2 * shift + 1) ** 2))
+
+
+@functools.lru_cache(maxsize=16)
+def _uniform_pvals(n: int) -> np.ndarray:
+    """``[1/n] * n`` as a read-only float64 array, built once (it costs a third of a
+    multinomial draw on a training batch)."""
+    p = np.full(n, 1.0 / n)
+    p.flags.writeable = False
+    return p
+
+
+def fill_shifted_rows(X: np.ndarray, idx: np.ndarray, image_shape: tuple[int, int],
+                      counts: np.ndarray, shift: int, out: np.ndarray | None = None,
+                      scratch: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``idx`` of ``X``, each translated by its offset, written into ``out`` (m, h*w).
+
+    ``counts`` (from :func:`shift_counts`) says how many consecutive rows get each offset,
+    as in :func:`random_shifts`. The rows are gathered with one ``take`` (into ``scratch``
+    if given, (m, h*w)). A translation by ``(dy, dx)`` is then a shift of the flat row by
+    ``s = dy * w + dx``: for each block of rows sharing an offset, one copy of long runs
+    instead of ``h`` short ones per image. What the flat shift gets wrong is set to 0: the
+    first (``s > 0``) or last ``|s|`` pixels, which lie in the bands ``[0, shift * (w + 1))``
+    and ``[h*w - shift * (w + 1), h*w)`` zeroed for the whole batch first (the copies leave
+    those pixels alone and overwrite the rest of the bands), and, when ``dx != 0``, the
+    ``|dx|`` columns that wrapped around from the neighbouring image row. No full zero fill
+    is needed, and ``out`` may have any row stride (a column slice of a wider buffer).
+    """
+    m = idx.size
+    h, w = image_shape
+    d = h * w
+    if out is None:
+        out = np.empty((m, d), dtype=X.dtype)
+    if scratch is None:
+        scratch = np.empty((m, d), dtype=X.dtype)
+    # mode="clip" lets take write straight into the given array (the default mode buffers).
+    np.take(X, idx, axis=0, out=scratch, mode="clip")
+    band = shift * (w + 1)
+    out[:, :band] = 0
+    out[:, d - band:] = 0
+    lo = 0
+    for (dst, src, wrapped), count in zip(_shift_plan(h, w, shift), counts.tolist()):
+        if count == 0:
+            continue
+        hi = lo + count
+        blk = out[lo:hi]
+        blk[:, dst] = scratch[lo:hi, src]
+        for cols in wrapped:
+            blk[:, cols] = 0
+        lo = hi
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _shift_plan(h: int, w: int, shift: int) -> tuple:
+    """Per offset, in the order of :func:`shift_counts`: the slice of a flat row written,
+    the slice of the source row read, and the strided slices of the wrapped-around columns
+    (``out[r, j] = src[r, j - s]`` with ``s = dy * w + dx``)."""
+    d, side = h * w, 2 * shift + 1
+    plan = []
+    for offset in range(side * side):
+        dy, dx = divmod(offset, side)
+        dy, dx = dy - shift, dx - shift
+        s = dy * w + dx
+        wrapped = tuple(slice(c, None, w) for c in (range(dx) if dx > 0 else range(w + dx, w)))
+        plan.append((slice(max(s, 0), d + min(s, 0)), slice(max(-s, 0), d + min(-s, 0)), wrapped))
+    return tuple(plan)
 
 
 # ----------------------------------------------------------------------------------------
@@ -573,7 +652,7 @@ class BaseSGDModel:
                 raise ValueError(f"objective 'binary' needs y in {{0, 1}} (1 = the positive class): "
                                  f"{exc}") from None
             raise
-        if np.unique(y).size < 2:
+        if y.size == 0 or not (y != y[0]).any():
             raise ValueError("y must contain at least 2 distinct classes to train a classifier")
         k = 2 if binary else (self.n_classes if self.n_classes is not None else int(y.max()) + 1)
         return y, k
@@ -731,7 +810,8 @@ class BaseSGDModel:
                     > budget.left(t):
                 break
             idx = train_idx[idx]
-            loss, acc = self._train_batch(_rows(X, idx), y[idx], self._next_learning_rate(), rng)
+            loss, acc = self._train_batch(self._batch_inputs(X, idx, rng), y[idx],
+                                          self._next_learning_rate(), rng)
             loss_sum += loss * idx.size
             if acc is not None:
                 acc_sum += acc * idx.size
@@ -910,10 +990,16 @@ class BaseSGDModel:
     def _end_training(self) -> None:
         """Drop optimiser state after ``fit`` (also on error). Default: nothing to drop."""
 
+    def _batch_inputs(self, X: Any, idx: np.ndarray, rng: np.random.Generator) -> Any:
+        """The rows ``idx`` of ``X`` that :meth:`_train_batch` gets (default: a fresh copy).
+        A model may gather them into its own buffer, or augment them on the way."""
+        return _rows(X, idx)
+
     def _train_batch(self, Xb: np.ndarray, yb: np.ndarray, lr: float,
                      rng: np.random.Generator) -> tuple[float, float]:
-        """One SGD step on minibatch rows ``Xb`` (a fresh copy the step may modify) with
-        labels ``yb`` at learning rate ``lr``; returns (loss, accuracy) of the batch."""
+        """One SGD step on minibatch rows ``Xb`` (from :meth:`_batch_inputs`: a copy the step
+        may modify) with labels ``yb`` at learning rate ``lr``; returns (loss, accuracy) of
+        the batch."""
         raise NotImplementedError
 
     def _logits(self, X: np.ndarray) -> np.ndarray:

@@ -199,6 +199,50 @@ def test_random_shifts_are_translations_with_zero_fill():
     np.testing.assert_array_equal(out, again)
 
 
+def test_fill_shifted_rows_is_random_shifts_of_the_gathered_rows():
+    # The mlp's fused gather + translation: the same pixels as random_shifts(X[idx]) for the
+    # same draw, also into a column slice of a wider buffer (the mlp's, after its ones).
+    rng = np.random.default_rng(3)
+    for h, w, shift in [(5, 6, 2), (7, 4, 1), (28, 28, 1), (9, 9, 4)]:
+        X = rng.random((40, h * w), dtype=np.float32) + 0.1
+        idx = rng.integers(0, 40, 33)
+        expected = random_shifts(X[idx], (h, w), shift, np.random.default_rng(9))
+        buf = np.full((33, h * w + 3), np.nan, np.float32)
+        counts = base.shift_counts(33, shift, np.random.default_rng(9))
+        base.fill_shifted_rows(X, idx, (h, w), counts, shift, buf[:, 1:h * w + 1])
+        np.testing.assert_array_equal(buf[:, 1:h * w + 1], expected)
+        assert np.isnan(buf[:, 0]).all() and np.isnan(buf[:, h * w + 1:]).all()
+
+
+def test_mlp_momentum_step_is_classical_momentum_with_decoupled_decay():
+    # The two-term form P[t+1] = (s[t] + mu) P[t] - mu s[t-1] P[t-1] + G[t] that the mlp runs
+    # as one matrix-vector product, against v = mu v + g ; p = s p + v (no decay for biases).
+    from stepml.models.mlp import _SGDState
+    rng = np.random.default_rng(0)
+    d, h, k = 6, 5, 3
+    state = _SGDState(d, h, k)
+    init = [rng.standard_normal(s).astype(np.float32) for s in [(d, h), (h,), (h, k), (k,)]]
+    state.load(*init)
+    p = [x.astype(np.float64) for x in init]
+    v = [np.zeros_like(x) for x in p]
+    mu = 0.9
+    for t in range(40):
+        lr = 0.1 * (1 + np.cos(np.pi * t / 40)) / 2
+        shrink = 1.0 - lr * 1e-2
+        g = [(rng.standard_normal(x.shape) * 1e-2).astype(np.float32) for x in p]
+        grads = state.grads()
+        grads["W1"][...], grads["b1"][...], grads["W2"][...], grads["b2"][...] = g
+        state.step(mu, shrink)
+        for i in range(4):
+            v[i] = mu * v[i] + g[i]
+            p[i] = (shrink if i in (0, 2) else 1.0) * p[i] + v[i]
+    now = state.params()
+    for name, ref in zip(("W1", "b1", "W2", "b2"), p):
+        np.testing.assert_allclose(now[name], ref, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(state.params()["W1aug"][1:], now["W1"])
+    np.testing.assert_array_equal(state.params()["W1aug"][0], now["b1"])
+
+
 # --------------------------------------------------------------------------------------
 # Determinism
 # --------------------------------------------------------------------------------------
