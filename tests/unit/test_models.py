@@ -239,8 +239,34 @@ def test_mlp_momentum_step_is_classical_momentum_with_decoupled_decay():
     now = state.params()
     for name, ref in zip(("W1", "b1", "W2", "b2"), p):
         np.testing.assert_allclose(now[name], ref, rtol=0, atol=1e-5)
-    np.testing.assert_array_equal(state.params()["W1aug"][1:], now["W1"])
-    np.testing.assert_array_equal(state.params()["W1aug"][0], now["b1"])
+    W1aug = state.params()["W1aug"]          # [b1; W1; zero rows up to a multiple of 16]
+    assert W1aug.shape == (16, h)
+    np.testing.assert_array_equal(W1aug[0], now["b1"])
+    np.testing.assert_array_equal(W1aug[1:d + 1], now["W1"])
+    assert not W1aug[d + 1:].any()
+
+
+def test_mlp_padding_rows_stay_zero_and_do_not_change_the_model():
+    # W1aug is [b1; W1; zero rows] rounded up to a multiple of 16 rows for BLAS; the zero rows
+    # meet zero columns of the minibatch buffer, so they never move and the public weights
+    # are exactly d x h.
+    from stepml.models.mlp import MLPClassifier, padded_rows
+    rng = np.random.default_rng(4)
+    d = 20                                           # 1 + 20 = 21 -> 32 rows: 11 of padding
+    X = rng.random((300, d), dtype=np.float32)
+    y = (X[:, 0] + X[:, 1] > 1).astype(np.int64)
+    seen = []
+
+    def on_epoch(epoch, info):
+        W1aug = model._state.params()["W1aug"]
+        seen.append((W1aug.shape, bool(W1aug[d + 1:].any()), bool(model._work["X"][:, d + 1:].any())))
+
+    model = MLPClassifier(hidden_units=8, epochs=30, batch_size=32, seed=0)
+    model.fit(X, y, on_epoch=on_epoch)
+    assert padded_rows(d) == 32 and padded_rows(784) == 800 and padded_rows(15) == 16
+    assert len(seen) >= 3 and set(seen) == {((32, 8), False, False)}
+    assert model.W1_.shape == (d, 8) and model.b1_.shape == (8,)
+    assert (model.predict(X) == y).mean() > 0.8
 
 
 # --------------------------------------------------------------------------------------
