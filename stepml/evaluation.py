@@ -23,15 +23,18 @@ GATES = {
 }
 
 
-def evaluate(storage: Storage, descriptor: dict, prediction_key: str) -> dict:
+def evaluate(storage: Storage, descriptor: dict, prediction_key: str, *, missing_rows: int = 0) -> dict:
     """Metrics of the predictions at ``prediction_key`` on the datasource's evaluation rows.
 
-    Rows without a prediction (a failed shard) are left out of the metrics and counted in
-    ``rows_without_prediction``.
+    ``missing_rows`` is how many rows are known to have no prediction (the rows of the fan-out's
+    failed shards, within the trigger's tolerance): they are left out of the metrics and
+    counted in ``rows_without_prediction``. Any other row without a prediction -- a managed
+    engine's output that stops short, say -- is a :class:`DataError`, not a smaller test set.
     """
     if descriptor["kind"] != "csv":  # MNIST: the test split's labels, stored as .npy
         truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype(np.int64)
         rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
+        _check_coverage(rows, len(truth), missing_rows)
         report = classification_report(truth[rows], predicted, descriptor["n_classes"], scores=scores)
         return _with_coverage(report, len(rows), len(truth))
 
@@ -42,9 +45,11 @@ def evaluate(storage: Storage, descriptor: dict, prediction_key: str) -> dict:
     if model_type == "REGRESSION":
         rows, values = predictions.read_value_rows(storage.get_bytes(prediction_key))
         _check_rows(rows, len(truth))
+        _check_coverage(rows, len(truth), missing_rows)
         report = regression_report(truth[rows], values, baseline_value=descriptor["target_mean"])
         return _with_coverage(report, len(rows), len(truth))
     rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
+    _check_coverage(rows, len(truth), missing_rows)
     counts = np.asarray(descriptor["training_class_counts"], dtype=np.float64)
     if model_type == "BINARY":
         report = binary_report(truth[rows], scores[:, 1], baseline_positive_rate=float(counts[1] / counts.sum()))
@@ -66,6 +71,13 @@ def _check_rows(rows: np.ndarray, n_rows: int) -> None:
         raise DataError(f"predictions name row {int(rows[-1])}; the evaluation data has {n_rows} rows")
     if rows.size == 0:
         raise DataError(f"no predictions for any of the {n_rows} evaluation rows")
+
+
+def _check_coverage(rows: np.ndarray, n_rows: int, missing_rows: int) -> None:
+    if n_rows - rows.size != missing_rows:
+        expected = f"{n_rows - missing_rows} (all but the {missing_rows} rows of failed shards)" if missing_rows \
+            else f"all {n_rows}"
+        raise DataError(f"the predictions cover {rows.size} of the {n_rows} evaluation rows; expected {expected}")
 
 
 def _with_coverage(report: dict, evaluated: int, total: int) -> dict:

@@ -302,7 +302,8 @@ def score(event: dict, storage: Storage) -> dict:
         event = {**event, "prediction": _merge_shards(storage, run_id, descriptor, event["prediction"])}
     with step_status(storage, run_id, "Score", started=started):
         model_type = run_trigger["model"]["type"]
-        metrics = evaluation.evaluate(storage, descriptor, event["prediction"]["predictions"])
+        metrics = evaluation.evaluate(storage, descriptor, event["prediction"]["predictions"],
+                                      missing_rows=event["prediction"].get("invalid_rows", 0))
         status = storage.get_json(paths.status)
         outputs = {"datasource": event["datasource"]["descriptor"], "model": event["training"]["model"],
                    "predictions": event["prediction"]["predictions"], "report": paths.report}

@@ -101,7 +101,7 @@ def history(model_type: str, epochs: int = 6) -> list[dict]:
 
 
 def make_report(storage: Storage, descriptor: dict, model_type: str, *, engine: str = "builtin",
-                dataset: dict | None = None, parameters: dict | None = None) -> dict:
+                dataset: dict | None = None, parameters: dict | None = None, missing_rows: int = 0) -> dict:
     """A report.json as Score writes it (the fields the page reads)."""
     with_history = engine == "builtin"
     return {
@@ -116,7 +116,7 @@ def make_report(storage: Storage, descriptor: dict, model_type: str, *, engine: 
         "training": {"algorithm": "mlp", "history": history(model_type) if with_history else [],
                      "summary": {"epochs_completed": 6, "epochs_planned": 6, "stop_reason": "completed",
                                  "best_epoch": 5} if with_history else None},
-        "metrics": evaluation.evaluate(storage, descriptor, PREDICTIONS),
+        "metrics": evaluation.evaluate(storage, descriptor, PREDICTIONS, missing_rows=missing_rows),
         "cost": {"currency": "USD", "total_usd": 0.000421, "complete": True,
                  "lines": [{"item": "Lambda compute (arm64)", "quantity": 30.5, "unit": "GB-second",
                             "unit_price_usd": 0.0000133334, "usd": 0.000407},
@@ -242,12 +242,37 @@ def test_truth_is_matched_by_the_row_column_when_shards_are_missing(storage):
     put_class_predictions(storage, truth, 10, rows=kept, signal=30.0)
     rows = evaluated_rows.load(storage, descriptor, PREDICTIONS, "MULTICLASS")
     assert np.array_equal(rows.rows, kept) and rows.expected_rows == truth.size and rows.correct.all()
-    report = make_report(storage, descriptor, "MULTICLASS", dataset={"kind": "mnist", "source": "download"})
+    report = make_report(storage, descriptor, "MULTICLASS", dataset={"kind": "mnist", "source": "download"},
+                         missing_rows=30)
     report["batch_prediction"] = {"failed_shard_count": 1}
     page = check_report(storage, write_report(storage, RUN, report, descriptor, PREDICTIONS),
                         CLASSIFICATION | {"training_curves"})            # no mistakes: no grid
     assert f"{kept.size:,} of {truth.size:,}" in page
     assert "No misclassified examples" in page and "1 prediction shard(s) failed" in page
+
+
+@pytest.mark.parametrize("model_type", ["MULTICLASS", "BINARY", "REGRESSION"])
+def test_rows_missing_beyond_the_failed_shards_are_an_error_not_a_smaller_test_set(storage, model_type):
+    """Only the failed shards' rows may lack a prediction (Score passes their count); a
+    managed engine's output that stops short must not be scored on what is left."""
+    if model_type == "MULTICLASS":
+        descriptor = image_datasource(storage)
+    else:
+        data, data_schema = tabular_data.banking() if model_type == "BINARY" else tabular_data.houses()
+        descriptor = csv_datasource(storage, data, data_schema, model_type)
+    truth = truth_of(storage, descriptor, model_type)
+    kept = np.arange(truth.size - 5)                          # the last 5 rows never came back
+    if model_type == "REGRESSION":
+        write_table(storage, np.column_stack([kept, truth[kept]]), "row,predicted_value", ["%d", "%.9g"])
+    else:
+        put_class_predictions(storage, truth, descriptor["n_classes"], rows=kept)
+    with pytest.raises(evaluation.DataError, match=f"cover {kept.size} of the {truth.size} evaluation rows; "
+                                                  f"expected all {truth.size}"):
+        evaluation.evaluate(storage, descriptor, PREDICTIONS)
+    with pytest.raises(evaluation.DataError, match=r"expected \d+ \(all but the 3 rows of failed shards\)"):
+        evaluation.evaluate(storage, descriptor, PREDICTIONS, missing_rows=3)
+    metrics = evaluation.evaluate(storage, descriptor, PREDICTIONS, missing_rows=5)
+    assert metrics["rows_evaluated"] == kept.size and metrics["rows_without_prediction"] == 5
 
 
 def test_a_chart_that_fails_leaves_a_note_and_every_other_chart(storage, monkeypatch):
