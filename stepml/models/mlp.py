@@ -42,7 +42,9 @@ These change the order of floating-point operations, not the mathematics; the sa
 BLAS thread count still give bit-identical weights. Element-wise work on a second
 thread was tried and does not pay: OpenBLAS's idle worker spins on the other core between
 products, and handing a task to a Python thread costs about as much as it saves (gathering
-the next minibatch on a helper thread during the step, double-buffered, measured 3% slower).
+the next minibatch on a helper thread during the step, double-buffered, measured 3% slower;
+two threads each running half the minibatch with single-threaded BLAS, 10% slower on a
+quiet host: the GIL and three barriers a step cost more than the halved element-wise work).
 
 For images (``image_shape`` given), each training image is translated by a random
 ``(dy, dx)`` in ``[-shift_pixels, shift_pixels]^2`` (zero fill) every time it is seen: a
