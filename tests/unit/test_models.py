@@ -214,6 +214,25 @@ def test_fill_shifted_rows_is_random_shifts_of_the_gathered_rows():
         assert np.isnan(buf[:, 0]).all() and np.isnan(buf[:, h * w + 1:]).all()
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "column slice"])
+def test_fill_shifted_rows_at_the_edges_of_the_data_and_for_any_memory_layout(layout):
+    # The first and the last image under every offset (their flat shifts reach before and
+    # after X's data), from a C-ordered, a Fortran-ordered and a strided X.
+    rng = np.random.default_rng(5)
+    h, w, shift = 7, 6, 2
+    base_X = rng.random((10, h * w + 4), dtype=np.float32) + 0.1
+    X = {"C": np.ascontiguousarray(base_X[:, :h * w]), "F": np.asfortranarray(base_X[:, :h * w]),
+         "column slice": base_X[:, 2:h * w + 2]}[layout]
+    before = X.copy()
+    idx = np.array([0, 9] * 60)
+    for seed in range(4):
+        expected = random_shifts(X[idx], (h, w), shift, np.random.default_rng(seed))
+        counts = base.shift_counts(idx.size, shift, np.random.default_rng(seed))
+        assert (counts > 0).sum() > 15                     # most of the 25 offsets are used
+        np.testing.assert_array_equal(base.fill_shifted_rows(X, idx, (h, w), counts, shift), expected)
+    np.testing.assert_array_equal(X, before)               # the input is never written
+
+
 def test_mlp_momentum_step_is_classical_momentum_with_decoupled_decay():
     # The two-term form P[t+1] = (s[t] + mu) P[t] - mu s[t-1] P[t-1] + G[t] that the mlp runs
     # as one matrix-vector product, against v = mu v + g ; p = s p + v (no decay for biases).
