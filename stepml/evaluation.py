@@ -20,6 +20,7 @@ GATES = {
     "min_accuracy": ("BINARY", "MULTICLASS"),
     "min_auc": ("BINARY",),
     "max_rmse": ("REGRESSION",),
+    "min_coverage": ("BINARY", "MULTICLASS", "REGRESSION"),
 }
 
 
@@ -102,4 +103,10 @@ def gate_failures(gate: dict, metrics: dict) -> list[str]:
         failures.append(f"BinaryAUC {metrics['BinaryAUC']} is below the gate {gate['min_auc']}")
     if "max_rmse" in gate and metrics["RegressionRMSE"] > gate["max_rmse"]:
         failures.append(f"RegressionRMSE {metrics['RegressionRMSE']:.6g} is above the gate {gate['max_rmse']}")
+    if "min_coverage" in gate:
+        evaluated, missing = metrics["rows_evaluated"], metrics["rows_without_prediction"]
+        coverage = evaluated / (evaluated + missing)
+        if coverage < gate["min_coverage"]:
+            failures.append(f"coverage {coverage:.4f} ({evaluated:,} of {evaluated + missing:,} evaluation rows "
+                            f"have a prediction) is below the gate {gate['min_coverage']}")
     return failures

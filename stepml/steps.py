@@ -330,6 +330,8 @@ def score(event: dict, storage: Storage) -> dict:
             "model": run_trigger["model"],
             "training": training,
             "metrics": metrics,
+            "quality_gate": {"thresholds": run_trigger.get("quality_gate", {}), "passed": passed,
+                             "failures": failures},
             "engine_metrics": event["prediction"].get("service_metrics"),
             "batch_prediction": {k: event["prediction"][k] for k in PREDICTION_FACTS if k in event["prediction"]},
             "cost": cost,

@@ -93,6 +93,20 @@ def test_a_failing_shard_within_the_tolerance_gives_a_successful_run_that_report
     assert rows == [r for r in range(500) if not 200 <= r < 300]
 
 
+def test_a_coverage_gate_fails_a_run_whose_tolerated_failures_leave_too_few_rows(stack, tmp_path, failing_shards):
+    failing_shards.add(100)
+    document = json.loads(body(tolerated_failure_percentage=20))
+    document["quality_gate"] = {"min_coverage": 0.9}
+    outcome = run_trigger(stack, json.dumps(document).encode(), "coverage-gate.json", tmp_path, say=lambda _: None)
+
+    assert outcome.status == "FAILED" and outcome.failure["error"] == "QualityGateFailed"
+    reason = "coverage 0.8000 (400 of 500 evaluation rows have a prediction) is below the gate 0.9"
+    assert outcome.report["status"] == "FAILED_QUALITY_GATE"
+    assert outcome.report["quality_gate"] == {"thresholds": {"min_coverage": 0.9}, "passed": False,
+                                              "failures": [reason]}
+    assert f"Quality gate failed: {reason}." in (outcome.out_dir / "report" / "report.html").read_text()
+
+
 def test_failing_shards_beyond_the_tolerance_fail_the_run_with_its_record(stack, tmp_path, failing_shards):
     failing_shards.update({0, 300})
     outcome = run_trigger(stack, body(tolerated_failure_percentage=20), "intolerable.json", tmp_path,

@@ -17,7 +17,7 @@ from tests.fakes.sagemaker import FakeSageMaker
 from tests.integration.stacks import local_stack
 
 REPORT_KEYS = {"run_id", "status", "created_at", "code_version", "dataset", "model", "training", "metrics",
-               "engine_metrics", "batch_prediction", "cost", "seconds_per_step", "wall_seconds", "outputs"}
+               "quality_gate", "engine_metrics", "batch_prediction", "cost", "seconds_per_step", "wall_seconds", "outputs"}
 
 
 @pytest.fixture(scope="module")

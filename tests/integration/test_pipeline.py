@@ -93,6 +93,10 @@ def test_quality_gate_fails_the_run_after_writing_the_report(stack, tmp_path):
     assert outcome.status == "FAILED"
     assert outcome.failure["error"] == "QualityGateFailed"
     assert outcome.report["status"] == "FAILED_QUALITY_GATE"
+    gate = outcome.report["quality_gate"]
+    assert gate["thresholds"] == {"min_accuracy": 1.0} and gate["passed"] is False
+    assert len(gate["failures"]) == 1 and gate["failures"][0].endswith("is below the gate 1.0")
+    assert gate["failures"][0] in outcome.failure["cause"]
 
 
 def test_the_same_trigger_delivered_three_times_starts_one_execution(stack):

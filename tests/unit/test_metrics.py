@@ -329,3 +329,21 @@ def test_r2_of_a_constant_target_is_finite():
 def test_regression_bad_inputs_are_rejected(y, p, kwargs, message):
     with pytest.raises(ValueError, match=message):
         regression_report(y, p, **kwargs)
+
+
+# -- the quality gate ------------------------------------------------------------------------
+@pytest.mark.parametrize("evaluated, missing, gate, fails", [
+    (10_000, 0, 1.0, False),            # every row scored: passes even the strictest gate
+    (9_000, 1_000, 0.9, False),         # exactly at the gate
+    (8_999, 1_001, 0.9, True),
+    (400, 100, 0.95, True),             # one shard of five failed within a 20% tolerance
+])
+def test_the_coverage_gate_counts_the_rows_without_a_prediction(evaluated, missing, gate, fails):
+    from stepml.evaluation import gate_failures
+
+    metrics = {"accuracy": 0.99, "rows_evaluated": evaluated, "rows_without_prediction": missing}
+    failures = gate_failures({"min_coverage": gate, "min_accuracy": 0.5}, metrics)
+    assert bool(failures) is fails
+    if fails:
+        assert failures == [f"coverage {evaluated / (evaluated + missing):.4f} ({evaluated:,} of "
+                            f"{evaluated + missing:,} evaluation rows have a prediction) is below the gate {gate}"]

@@ -57,6 +57,7 @@ def test_malformed_bytes_are_rejected_with_the_reason(raw, message):
     ({"model": {"type": "MULTICLASS", "algorithm": "linear", "parameters": {"epochs": -5}}}, "epochs"),
     ({"model": {"type": "MULTICLASS", "algorithm": "linear", "parameters": {"bogus": 1}}}, "bogus"),
     ({"quality_gate": {"min_accuracy": 1.5}}, "min_accuracy"),
+    ({"quality_gate": {"min_coverage": -0.1}}, "min_coverage"),
     ({"model": {"type": "MULTICLASS", "algorithm": "mlp", "parameters": {"n_classes": 10**6}}}, "n_classes"),
     ({"model": {"type": "MULTICLASS", "algorithm": "mlp", "parameters": {"seed": 1}}}, "model.seed"),
 ])
