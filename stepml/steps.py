@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Iterator
 
-from stepml import __version__, datasource, evaluation, fanout, mnist, reuse, trigger as triggers
+from stepml import __version__, datasource, evaluation, fanout, mnist, reuse, shards, trigger as triggers
 from stepml import cost as costs
 from stepml import reporting
 from stepml.engines import COMPLETED, FAILED, get_engine
@@ -400,11 +400,29 @@ def record_failure(event: dict, storage: Storage) -> dict:
         "error": error.get("Error", "Unknown"),
         "cause": cause_message(error.get("Cause", "")),
         "at": now(),
-        "produced": sorted(k for k in storage.list_keys(paths.prefix) if k != paths.status),
+        **_produced(storage, paths),
     }
     storage.put_json(paths.failure, failure)
     write_status(storage, run_id, "FAILED", failed_step, failure=paths.failure)
     return {"failure": paths.failure, "error": failure["error"]}
+
+
+#: At most this many keys are listed in failure.json (a fan-out leaves a shard and a part per
+#: 8 MiB of evaluation data: tens of thousands of keys at scale).
+FAILURE_LISTED_KEYS = 1000
+
+
+def _produced(storage: Storage, paths: RunPaths) -> dict:
+    """The run's objects for failure.json: every key but the shards' and parts' data first (the
+    datasource, model, error records...), up to FAILURE_LISTED_KEYS, and how many there are."""
+    keys = sorted(k for k in storage.list_keys(paths.prefix) if k != paths.status)
+
+    def bulk(key: str) -> bool:
+        return f"/datasource/{shards.SHARDS_DIR}" in key or \
+            (f"/predictions/{shards.PARTS_DIR}" in key and key.endswith(".npz"))
+
+    listed = sorted(([k for k in keys if not bulk(k)] + [k for k in keys if bulk(k)])[:FAILURE_LISTED_KEYS])
+    return {"produced": listed, "produced_count": len(keys), "produced_listed": len(listed)}
 
 
 def cause_message(cause: str) -> str:

@@ -201,3 +201,28 @@ def test_a_listed_object_reaches_the_item_processor_as_aws_hands_it_over():
            "LastModified": datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc), "StorageClass": "STANDARD"}
     assert listed_item(obj) == {"Etag": '"abc"', "Key": obj["Key"], "LastModified": 1795910400, "Size": 7,
                                 "StorageClass": "STANDARD"}
+
+
+def test_failure_json_lists_what_matters_first_and_counts_the_rest(storage, monkeypatch):
+    # A fan-out leaves a shard and a part per 8 MiB of data: failure.json keeps the error
+    # records and the run's own objects, fills the rest of its list with shards and parts, and
+    # says how many objects there are in all.
+    from stepml import steps
+    from stepml.runs import RunPaths
+
+    monkeypatch.setattr(steps, "FAILURE_LISTED_KEYS", 12)
+    paths = RunPaths("r1")
+    shard_keys = [f"{paths.datasource}shards/shard-{i * 100:012d}-000000100.npy" for i in range(10)]
+    part_keys = [f"{paths.predictions}parts/shard-{i * 100:012d}-000000100.npz" for i in range(8)]
+    own = [paths.datasource + "datasource.json", paths.model + "model.npz",
+           f"{paths.predictions}parts/shard-000000000800-000000100.error.json"]
+    for key in shard_keys + part_keys + own:
+        storage.put_bytes(key, b"x")
+    storage.put_json(paths.status, {"run_id": "r1", "state": "RUNNING", "steps": [{"step": "PredictShards"}]})
+
+    steps.record_failure({"run_id": "r1", "error": {"Error": "States.ExceedToleratedFailureThreshold"}}, storage)
+
+    failure = storage.get_json(paths.failure)
+    assert failure["produced_count"] == 21 and failure["produced_listed"] == 12
+    assert set(own) <= set(failure["produced"]) and len(failure["produced"]) == 12
+    assert failure["produced"] == sorted(failure["produced"])
