@@ -6,9 +6,11 @@ boto3 client is created lazily (inside a moto mock when running locally).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -180,12 +182,19 @@ class Storage:
                   if_match: str | None = None, if_none_match: bool = False) -> str:
         """One PUT (atomic: readers see the old object or the new one, never a part). With
         ``if_match`` (an ETag) or ``if_none_match`` it is S3's conditional write and raises
-        :class:`WriteConflict` when the object changed or already exists."""
+        :class:`WriteConflict` when the object changed or already exists.
+
+        The body's CRC32 goes with it, computed here from the bytes in memory: S3 refuses the
+        object if what arrives differs, and botocore sends the body as it is instead of
+        streaming it through its aws-chunked checksum wrapper (which re-copies its buffer for
+        every 1 MiB chunk when a body is read whole, as the local stack's S3 does: 25 s for a
+        190 MB datasource table, against 0.5 s with the checksum given)."""
         conditions = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"} if if_none_match else {}
         try:
             with transient_errors("PutObject", self.uri(key)):
                 self.client.put_object(
-                    Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type, **conditions
+                    Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type,
+                    ChecksumCRC32=crc32_base64(data), **conditions
                 )
         except self.client.exceptions.ClientError as err:
             if conditions and err.response.get("Error", {}).get("Code") in ("PreconditionFailed",
@@ -216,3 +225,8 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def crc32_base64(data: bytes) -> str:
+    """S3's ``x-amz-checksum-crc32`` of ``data``: the big-endian CRC-32, base64-encoded."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")

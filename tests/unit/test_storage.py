@@ -65,3 +65,26 @@ def test_a_missing_object_is_still_missing_not_transient():
         stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
         with pytest.raises(MissingObject, match="does not exist"):
             Storage("b", _client=client).get_bytes("data/x.csv")
+
+
+def test_a_put_carries_the_crc32_of_its_bytes_and_sends_them_as_they_are():
+    # The checksum S3 verifies is computed from the bytes in memory, and the body is not
+    # wrapped in botocore's aws-chunked stream (slow to read whole, as the local stack does).
+    import boto3
+    from moto import mock_aws
+
+    from stepml.storage import Storage, crc32_base64
+
+    assert crc32_base64(b"hello") == "NhCmhg=="          # CRC-32 0x3610a686, big-endian, base64
+    sent = []
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="storage-test")
+        client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(request))
+        body = bytes(range(256)) * 5000
+        Storage("storage-test", client).put_bytes("runs/x/blob.bin", body)
+        assert Storage("storage-test", client).get_bytes("runs/x/blob.bin") == body
+    (request,) = sent
+    assert request.headers["x-amz-checksum-crc32"] == crc32_base64(body).encode()
+    assert int(request.headers["Content-Length"]) == len(body)
+    assert b"aws-chunked" not in request.headers.get("Content-Encoding", b"")
