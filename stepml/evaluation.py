@@ -34,8 +34,7 @@ def evaluate(storage: Storage, descriptor: dict, prediction_key: str, *, missing
     """
     if descriptor["kind"] != "csv":  # MNIST: the test split's labels, stored as .npy
         truth = storage.get_npy(descriptor["arrays"]["test_labels"]).astype(np.int64)
-        rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
-        _check_coverage(rows, len(truth), missing_rows)
+        rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth), missing_rows)
         report = classification_report(truth[rows], predicted, descriptor["n_classes"], scores=scores)
         return _with_coverage(report, len(rows), len(truth))
 
@@ -45,12 +44,10 @@ def evaluate(storage: Storage, descriptor: dict, prediction_key: str, *, missing
     truth = target_codes(load_table(storage, descriptor, "evaluation"), model_type, descriptor["class_labels"])
     if model_type == "REGRESSION":
         rows, values = predictions.read_value_rows(storage.get_bytes(prediction_key))
-        _check_rows(rows, len(truth))
-        _check_coverage(rows, len(truth), missing_rows)
+        _check_rows(rows, len(truth), missing_rows)
         report = regression_report(truth[rows], values, baseline_value=descriptor["target_mean"])
         return _with_coverage(report, len(rows), len(truth))
-    rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth))
-    _check_coverage(rows, len(truth), missing_rows)
+    rows, predicted, scores = _classes(storage, prediction_key, descriptor["n_classes"], len(truth), missing_rows)
     counts = np.asarray(descriptor["training_class_counts"], dtype=np.float64)
     if model_type == "BINARY":
         report = binary_report(truth[rows], scores[:, 1], baseline_positive_rate=float(counts[1] / counts.sum()))
@@ -61,20 +58,19 @@ def evaluate(storage: Storage, descriptor: dict, prediction_key: str, *, missing
     return _with_coverage(report, len(rows), len(truth))
 
 
-def _classes(storage: Storage, key: str, n_classes: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _classes(storage: Storage, key: str, n_classes: int, n_rows: int,
+             missing_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, predicted, scores = predictions.read_scored_rows(storage.get_bytes(key), n_classes=n_classes)
-    _check_rows(rows, n_rows)
+    _check_rows(rows, n_rows, missing_rows)
     return rows, predicted, scores
 
 
-def _check_rows(rows: np.ndarray, n_rows: int) -> None:
+def _check_rows(rows: np.ndarray, n_rows: int, missing_rows: int) -> None:
+    """The predictions name only evaluation rows, and all of them but ``missing_rows``."""
     if rows.size and rows[-1] >= n_rows:
         raise DataError(f"predictions name row {int(rows[-1])}; the evaluation data has {n_rows} rows")
     if rows.size == 0:
         raise DataError(f"no predictions for any of the {n_rows} evaluation rows")
-
-
-def _check_coverage(rows: np.ndarray, n_rows: int, missing_rows: int) -> None:
     if n_rows - rows.size != missing_rows:
         expected = f"{n_rows - missing_rows} (all but the {missing_rows} rows of failed shards)" if missing_rows \
             else f"all {n_rows}"

@@ -421,8 +421,8 @@ def _produced(storage: Storage, paths: RunPaths) -> dict:
         return f"/datasource/{shards.SHARDS_DIR}" in key or \
             (f"/predictions/{shards.PARTS_DIR}" in key and key.endswith(".npz"))
 
-    listed = sorted(([k for k in keys if not bulk(k)] + [k for k in keys if bulk(k)])[:FAILURE_LISTED_KEYS])
-    return {"produced": listed, "produced_count": len(keys), "produced_listed": len(listed)}
+    first = sorted(keys, key=bulk)[:FAILURE_LISTED_KEYS]      # stable: the others keep their order
+    return {"produced": sorted(first), "produced_count": len(keys)}
 
 
 def cause_message(cause: str) -> str:

@@ -217,7 +217,7 @@ class MLPClassifier(BaseSGDModel):
             h, k = self.hidden_units, self._state.shapes[2]
             # [1 | row | 0 ...]: as wide as W1aug is tall (a multiple of 16 floats, so every
             # row also starts on a 64-byte boundary); the zero columns are never written.
-            X = np.zeros((m, padded_rows(d)), FLOAT)
+            X = np.zeros((m, self._state.rows), FLOAT)
             X[:, 0] = 1.0
             work = self._work = {
                 "X": X,
@@ -368,10 +368,12 @@ class _SGDState:
     16 (:func:`padded_rows`). BLAS's kernels work in blocks of 16 rows; with the odd 785 of
     MNIST, ``X^T dH`` ran ~30% slower than with 800. The zero rows meet zero columns of the
     minibatch buffer, so their gradient is 0 and they stay 0. The weight-decayed part (W1, its
-    zero rows, W2) is one contiguous range, the biases (no decay: ``shrink`` = 1) another. Row 2 always receives the gradients; the
-    parameters of the last two steps rotate through rows 0, 1, 3 and 4 so that the three input
-    rows are always equally spaced (a strided view BLAS reads as is) and the output row is a
-    fourth one: (prev, cur) = (0, 1) -> 3, (1, 3) -> 4, (3, 4) -> 0, (4, 0) -> 1.
+    zero rows, W2) is one contiguous range, the biases (no decay: ``shrink`` = 1) another.
+
+    Row 2 always receives the gradients; the parameters of the last two steps rotate through
+    rows 0, 1, 3 and 4 so that the three input rows are always equally spaced (a strided view
+    BLAS reads as is) and the output row is a fourth one: (prev, cur) = (0, 1) -> 3,
+    (1, 3) -> 4, (3, 4) -> 0, (4, 0) -> 1.
     """
 
     GRAD = 2

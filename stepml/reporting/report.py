@@ -67,7 +67,8 @@ def write_report(storage: Storage, run_id: str, report: dict, descriptor: dict, 
     if prediction.get("failed_shard_count"):
         notes.append(f"{prediction['failed_shard_count']} prediction shard(s) failed; their rows have no "
                      f"prediction and are left out of the metrics and charts.")
-    notes[:0] = [f"Quality gate failed: {failure}." for failure in (report.get("quality_gate") or {}).get("failures") or []]
+    gate_failures = (report.get("quality_gate") or {}).get("failures") or []
+    notes[:0] = [f"Quality gate failed: {failure}." for failure in gate_failures]     # first on the page
     context = {
         "wall_seconds": wall_seconds(storage, run_id, report),
         "predicted_rows": int(rows.rows.size),
