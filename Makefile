@@ -41,17 +41,20 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.local-installed: pyproject.toml | $(VENV)/bin/python
+# setup.py builds the mlp's kernels (stepml/models/_kernels.c) into the source tree.
+INSTALL_INPUTS := pyproject.toml setup.py stepml/models/_kernels.c
+
+$(VENV)/.local-installed: $(INSTALL_INPUTS) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[local]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.dev-installed: $(INSTALL_INPUTS) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.local-installed
 
-$(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.bench-installed: $(INSTALL_INPUTS) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 clean:
-	rm -rf $(VENV) stepml-runs .aws-sam .pytest_cache *.egg-info
+	rm -rf $(VENV) stepml-runs .aws-sam .pytest_cache *.egg-info build stepml/models/_kernels*.so

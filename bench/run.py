@@ -149,6 +149,7 @@ def machine_facts() -> dict:
         "numpy": np.__version__,
         "scikit_learn": sklearn_version,
         "numpy_blas": numpy_blas(pools),
+        "mlp_kernels": mlp_kernels(),
         "threadpools": pools,
         "blas_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                 "MKL_NUM_THREADS") if k in os.environ},
@@ -576,11 +577,18 @@ def run_peer(name: str, Xtr, ytr, Xte, yte, seed: int) -> dict:
 
 
 def model_sources_sha256() -> dict[str, str]:
-    """SHA-256 of each stepml/models/*.py this child imported: the tree may be uncommitted."""
+    """SHA-256 of each stepml/models/*.py and *.c this child imported: the tree may be uncommitted."""
     import hashlib
     import stepml.models
     folder = Path(stepml.models.__file__).parent
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(folder.glob("*.py"))}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            for p in sorted([*folder.glob("*.py"), *folder.glob("*.c")])}
+
+
+def mlp_kernels() -> str:
+    """Which code ran the mlp's element-wise work: the compiled library's file, or numpy."""
+    from stepml.models import kernels
+    return Path(kernels.NATIVE.path).name if kernels.NATIVE else "numpy (library not built or STEPML_KERNELS=numpy)"
 
 
 def child_main(name: str, mnist_dir: str, seed: int) -> int:
@@ -604,6 +612,7 @@ def child_main(name: str, mnist_dir: str, seed: int) -> int:
     })
     if name not in PEER_LABELS:
         res["model_sources_sha256"] = model_sources_sha256()
+        res["mlp_kernels"] = mlp_kernels()
     print(RESULT_MARK + json.dumps(res, default=_json_default), flush=True)
     return 0
 
@@ -893,7 +902,8 @@ def render(report: dict) -> str:
         f"machine : {m['usable_cpus']} cores ({m['cpu_model']}), Python {m['python']}, numpy {m['numpy']}, "
         f"scikit-learn {m['scikit_learn']}",
         f"BLAS    : {blas.get('internal_api')} {blas.get('version')} kernel {blas.get('architecture')}, "
-        f"{blas.get('num_threads')} threads ({blas.get('threading_layer')})",
+        f"{blas.get('num_threads')} threads ({blas.get('threading_layer')}); "
+        f"mlp kernels {m.get('mlp_kernels', 'not recorded')}",
         f"matmul  : peak {mm['peak_gflops']:.0f} GFLOP/s float32 = best seen in this run; full measurement "
         f"before / after the candidates: "
         + ", ".join(f"{b['shape']} {b['gflops_best']:.0f} / {a['gflops_best']:.0f}"

@@ -1,6 +1,7 @@
 """`sam build` really produces an arm64 layer, even on an x86_64 machine: every shared object
 in it is aarch64, and the core package, numpy, Powertools and matplotlib are all inside, within
-Lambda's size limit.
+Lambda's size limit. The mlp's kernels are compiled for arm64 into it, and compute there what
+they compute here.
 
 This runs the real build (pip fetches the aarch64 wheels from PyPI into a temporary folder).
 """
@@ -8,6 +9,8 @@ This runs the real build (pip fetches the aarch64 wheels from PyPI into a tempor
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +64,41 @@ def test_every_shared_object_is_aarch64(built_layer):
 def test_the_layer_fits_lambdas_unzipped_size_limit_with_room_to_spare(built_layer):
     size = sum(p.stat().st_size for p in built_layer.rglob("*") if p.is_file())
     assert size < 0.8 * LAMBDA_UNZIPPED_LIMIT, f"the layer is {size / 1e6:.0f} MB unzipped"
+
+
+# -- the mlp's compiled kernels in the layer -------------------------------------------------
+
+CROSS_CC = "aarch64-linux-gnu-gcc"
+KERNELS = ROOT / "stepml/models/_kernels.c"
+
+
+def arm64_compiler() -> str | None:
+    """What layer/Makefile builds the kernels with: cc on arm64, else the cross compiler."""
+    return "cc" if platform.machine() == "aarch64" else shutil.which(CROSS_CC)
+
+
+def test_the_layer_carries_the_mlp_kernels_built_for_arm64(built_layer):
+    kernels = built_layer / "stepml/models/_kernels.so"
+    if arm64_compiler() is None:     # a machine without one: the build warned, numpy will run
+        assert not list((built_layer / "stepml/models").glob("_kernels*.so"))
+    else:
+        assert elf_machine(kernels) == EM_AARCH64
+        assert [p.name for p in (built_layer / "stepml/models").glob("_kernels*.so")] == ["_kernels.so"]
+
+
+@pytest.mark.skipif(not (shutil.which(CROSS_CC) and shutil.which("qemu-aarch64")),
+                    reason=f"needs {CROSS_CC} and qemu-aarch64 (.ci/run installs both)")
+def test_the_arm64_kernels_compute_what_this_machines_build_computes(tmp_path):
+    harness = ROOT / "tests/native/kernels_harness.c"
+    flags = ["-O3", "-std=gnu11", "-Wno-psabi", str(harness), str(KERNELS), "-lm"]
+    subprocess.run(["cc", "-o", str(tmp_path / "host"), *flags], check=True)
+    subprocess.run([CROSS_CC, "-static", "-mcpu=neoverse-n1", "-o", str(tmp_path / "arm64"), *flags], check=True)
+    host = subprocess.run([str(tmp_path / "host")], capture_output=True, text=True, check=True).stdout
+    arm64 = subprocess.run(["qemu-aarch64", str(tmp_path / "arm64")], capture_output=True, text=True,
+                           check=True).stdout
+
+    def numbers(out):
+        return [float(t) for t in out.split() if t[0].isdigit() or t[0] == "-"]
+
+    assert "rc 0" in host and len(numbers(host)) == 7
+    assert numbers(arm64) == pytest.approx(numbers(host), rel=1e-5)

@@ -23,28 +23,36 @@ decay applied to the weights directly, as in SGDW, rather than through the gradi
 after a linear warm-up over the first 5% of steps.
 
 How a step runs. The two big products (``X W1`` and ``X^T dH``) are the work; everything
-else is overhead to keep small, since numpy runs it on one core while BLAS runs the products
-on all of them:
+else is overhead to keep small, since it runs on one core while BLAS runs the products on
+all of them:
 
+* minibatches of 512 rows by default: with 256, the products ran further from the machine's
+  GEMM speed and the per-step costs (the momentum step, numpy's calls) weighed twice as much;
 * the minibatch is gathered (and translated) into a reused buffer whose first column is 1,
   and ``W1`` is stored with ``b1`` as an extra first row, so ``b1`` is added inside
   ``X W1`` and its gradient comes out of ``X^T dH`` (two passes over (m, h) arrays fewer);
   both are padded with zeros to a multiple of 16 (800 for MNIST's 1 + 784), the block size
   of BLAS's kernels: with 785, ``X^T dH`` ran up to 30% slower;
-* the softmax works on a transposed copy of the logits, (k, m), where its reductions over
-  the classes run along contiguous memory;
+* the gather and translation, and the whole output layer between the two big products
+  (ReLU, logits, softmax, the gradients of ``W2``, ``b2`` and the masked ``dH``), run in
+  the compiled kernels of :mod:`stepml.models.kernels` where the library is built: one sweep
+  over the rows each, every row in the L1 cache while it is used, instead of a dozen numpy
+  passes over (m, h) arrays. Without the library (or for regression, or more than 16
+  classes), numpy does the same: the softmax on a transposed copy of the logits, (k, m),
+  where its reductions over the classes run along contiguous memory;
 * the gradients of all parameters are written into one flat array, and the momentum step
   is one matrix-vector product over the weights and one over the biases (see
   :class:`_SGDState`): a read of three arrays and a write of one, on all cores, instead of
   four numpy passes over ten arrays on one core.
 
-These change the order of floating-point operations, not the mathematics; the same seed and
-BLAS thread count still give bit-identical weights. Element-wise work on a second
-thread was tried and does not pay: OpenBLAS's idle worker spins on the other core between
-products, and handing a task to a Python thread costs about as much as it saves (gathering
-the next minibatch on a helper thread during the step, double-buffered, measured 3% slower;
-two threads each running half the minibatch with single-threaded BLAS, 10% slower on a
-quiet host: the GIL and three barriers a step cost more than the halved element-wise work).
+These change the order of floating-point operations, not the mathematics; the same seed,
+BLAS thread count and kernel library (or none) give bit-identical weights. Element-wise work
+on a second thread was tried and does not pay: OpenBLAS's idle worker spins on the other
+core between products, and handing a task to a Python thread costs about as much as it saves
+(gathering the next minibatch on a helper thread during the step, double-buffered, measured
+3% slower; two threads each running half the minibatch with single-threaded BLAS, 10% slower
+on a quiet host: the GIL and three barriers a step cost more than the halved element-wise
+work).
 
 For images (``image_shape`` given), each training image is translated by a random
 ``(dy, dx)`` in ``[-shift_pixels, shift_pixels]^2`` (zero fill) every time it is seen: a
@@ -64,8 +72,10 @@ import math
 import numpy as np
 
 from ..tabular.features import FeatureMatrix
+from . import kernels
 from .base import (COMMON_PARAM_SPECS, FLOAT, OBJECTIVES, BaseSGDModel, ParamSpec, check_X, fill_shifted_rows,
                    random_shifts, shift_counts)
+from .kernels import aligned_empty
 
 __all__ = ["MAX_DENSE_FEATURES", "MLPClassifier", "random_shifts"]
 
@@ -123,8 +133,8 @@ class MLPClassifier(BaseSGDModel):
     # (standardised CSV columns); on MNIST it costs nothing.
     _warmup_fraction = 0.05
 
-    def __init__(self, hidden_units: int = 512, epochs: int = 12, batch_size: int = 256,
-                 learning_rate: float = 0.2, momentum: float = 0.9, l2: float = 1e-4,
+    def __init__(self, hidden_units: int = 512, epochs: int = 12, batch_size: int = 512,
+                 learning_rate: float = 0.4, momentum: float = 0.9, l2: float = 1e-4,
                  shift_pixels: int = 1, image_shape: tuple[int, int] | None = None,
                  objective: str = "multiclass", validation_fraction: float = 0.05,
                  early_stopping_patience: int = 3, seed: int = 0, n_classes: int | None = None):
@@ -210,38 +220,54 @@ class MLPClassifier(BaseSGDModel):
         ``W1aug = [b1; W1; 0]`` adds the bias inside the product and ``X^T dH`` yields the bias
         gradient as its first row: two passes over (m, hidden_units) arrays fewer per step.
         ``Zt`` holds a transposed copy of the logits, (k, m), for the softmax's reductions over
-        the classes to run along contiguous memory.
+        the classes to run along contiguous memory. ``W2T`` and ``gW2T`` are the output
+        weights and their gradient transposed, (k, hidden_units), as the compiled kernel
+        takes them. The arrays the kernels sweep start on a cache line.
         """
         work = self._work
         if work is None or work["X"].shape[0] < m:
             h, k = self.hidden_units, self._state.shapes[2]
             # [1 | row | 0 ...]: as wide as W1aug is tall (a multiple of 16 floats, so every
             # row also starts on a 64-byte boundary); the zero columns are never written.
-            X = np.zeros((m, self._state.rows), FLOAT)
+            X = aligned_empty((m, self._state.rows))
+            X[...] = 0.0
             X[:, 0] = 1.0
             work = self._work = {
                 "X": X,
                 "rows": np.empty((m, d), FLOAT),    # the rows as gathered, before any shift
-                "H": np.empty((m, h), FLOAT),
+                "H": aligned_empty((m, h)),
                 "Z": np.empty((m, k), FLOAT),
                 "Zt": np.empty(k * m, FLOAT),       # flat: (k, m') views for any m' <= m
-                "dH": np.empty((m, h), FLOAT),
+                "dH": aligned_empty((m, h)),
                 "mask": np.empty((m, h), bool),
                 "cols": np.arange(m),
+                "W2T": aligned_empty((k, h)),
+                "gW2T": aligned_empty((k, h)),
             }
         return work
+
+    def _native_head(self):
+        """The compiled kernels, if they take this model's output layer (softmax, few classes)."""
+        native = kernels.NATIVE
+        if native is None or self.is_regression or self._state.shapes[2] > kernels.MAX_CLASSES:
+            return None
+        return native
 
     def _batch_inputs(self, X, idx, rng):
         # Gather (and, for images, randomly translate) the rows into the reused buffer, after
         # its column of ones. The translation is random_shifts(X[idx], ...) exactly: the same
-        # draw from `rng`, the same pixels.
+        # draw from `rng`, the same pixels, with the kernel as with numpy.
         m, d = idx.size, X.shape[1]
         work = self._workspace(m, d)
         out, scratch = work["X"][:m], work["rows"][:m]
-        if self.image_shape is not None and self.shift_pixels > 0:
-            shift = int(self.shift_pixels)
-            fill_shifted_rows(X, idx, tuple(self.image_shape), shift_counts(m, shift, rng), shift,
-                              out[:, 1:d + 1], scratch)
+        shifting = self.image_shape is not None and self.shift_pixels > 0
+        shift = int(self.shift_pixels) if shifting else 0
+        counts = shift_counts(m, shift, rng) if shifting else np.array([m])
+        if kernels.NATIVE is not None and _plain_rows(X):
+            kernels.NATIVE.gather_shift(X, np.ascontiguousarray(idx, np.int64), counts, shift,
+                                        tuple(self.image_shape) if shifting else (1, d), out[:, 1:d + 1])
+        elif shifting:
+            fill_shifted_rows(X, idx, tuple(self.image_shape), counts, shift, out[:, 1:d + 1], scratch)
         else:
             np.take(X, idx, axis=0, out=scratch, mode="clip")
             out[:, 1:d + 1] = scratch
@@ -255,34 +281,47 @@ class MLPClassifier(BaseSGDModel):
             Xb = _with_ones(Xb, self)
         state, work = self._state, self._work
         v, grads = state.params(), state.grads()
-        W2 = v["W2"]
-        k = W2.shape[1]
 
-        # Forward.
         H = np.matmul(Xb, v["W1aug"], out=work["H"][:m])      # X W1 + b1
-        np.maximum(H, 0.0, out=H)                               # ReLU
-        Z = np.matmul(H, W2, out=work["Z"][:m])
-        Z += v["b2"]
-        Zt = work["Zt"][:k * m].reshape(k, m)                  # the logits, transposed
-        np.copyto(Zt, Z.T)
-        # dZt = -lr (P - Y)^T / m in Zt's memory: every gradient below comes pre-multiplied
-        # by -lr (scaling the small (k, m) dZ is far cheaper than scaling the big dW1 later).
-        if self.is_regression:
-            dZt, loss, acc = _squared_error_t(Zt, yb, -lr)
+        # The output layer, forward and back: ReLU, logits, loss, and the gradients of W2, b2
+        # and H. Every gradient comes pre-multiplied by -lr (scaling the small (m, k) dZ is
+        # far cheaper than scaling the big dW1 later).
+        native = self._native_head()
+        if native is not None:
+            np.copyto(work["W2T"], v["W2"].T)
+            loss, correct = native.softmax_head(H, work["W2T"], v["b2"], np.ascontiguousarray(yb, np.int64),
+                                                -lr, work["gW2T"], grads["b2"], work["dH"][:m])
+            np.copyto(grads["W2"], work["gW2T"].T)
+            loss, acc, dH = loss / m, correct / m, work["dH"][:m]
         else:
-            dZt, loss, acc = _softmax_cross_entropy_t(Zt, yb, -lr, work["cols"][:m])
-
-        # Backward, into the gradient row of the state.
-        np.matmul(H.T, dZt.T, out=grads["W2"])
-        np.sum(dZt, axis=1, out=grads["b2"])
-        dH = np.matmul(dZt.T, W2.T, out=work["dH"][:m])
-        dH *= np.greater(H, 0.0, out=work["mask"][:m])        # ReLU passes gradient where active
+            loss, acc, dH = self._output_layer(H, yb, lr, v, grads, work)
         np.matmul(Xb.T, dH, out=grads["W1aug"])               # row 0: the bias gradient
 
         # Momentum step  v = mu v - lr g ;  p = (1 - lr l2) p + v  (no decay for biases).
         state.step(float(self.momentum), 1.0 - lr * float(self.l2))
         self._bind_weights()
         return loss, acc
+
+    def _output_layer(self, H, yb, lr, v, grads, work):
+        """The output layer in numpy: ReLU ``H`` in place, write the gradients of W2 and b2
+        (x -lr) into ``grads``; returns (loss, accuracy, dH x -lr)."""
+        m = H.shape[0]
+        W2 = v["W2"]
+        k = W2.shape[1]
+        np.maximum(H, 0.0, out=H)                               # ReLU
+        Z = np.matmul(H, W2, out=work["Z"][:m])
+        Z += v["b2"]
+        Zt = work["Zt"][:k * m].reshape(k, m)                  # the logits, transposed
+        np.copyto(Zt, Z.T)
+        if self.is_regression:
+            dZt, loss, acc = _squared_error_t(Zt, yb, -lr)
+        else:
+            dZt, loss, acc = _softmax_cross_entropy_t(Zt, yb, -lr, work["cols"][:m])
+        np.matmul(H.T, dZt.T, out=grads["W2"])
+        np.sum(dZt, axis=1, out=grads["b2"])
+        dH = np.matmul(dZt.T, W2.T, out=work["dH"][:m])
+        dH *= np.greater(H, 0.0, out=work["mask"][:m])        # ReLU passes gradient where active
+        return loss, acc, dH
 
     # -- inference ------------------------------------------------------------------------
 
@@ -323,6 +362,12 @@ def _squared_error_t(Zt, t, scale):
     loss = 0.5 * float(np.dot(Zt[0], Zt[0])) / m if m else 0.0
     Zt *= scale / m
     return Zt, loss, None
+
+
+def _plain_rows(X) -> bool:
+    """Whether the kernels can read ``X`` as it is: float32 rows of unit-stride pixels."""
+    return X.dtype == FLOAT and X.ndim == 2 and X.strides[1] == X.itemsize \
+        and X.strides[0] > 0 and X.strides[0] % X.itemsize == 0
 
 
 def _with_ones(Xb, model):

@@ -21,6 +21,20 @@ def synthetic_digits(n_train: int, n_test: int, seed: int):
             scaled(splits["test"]), splits["test"].labels.astype(np.int64))
 
 
+def quadrant_squares(n: int, seed: int = 0):
+    """(X, y): n 8x8 images (flattened, float32) of one bright 3x3 square; the class is the
+    quadrant it sits in, which a one-pixel shift keeps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, size=n)
+    images = np.zeros((n, 8, 8), np.float32)
+    rows = 4 * (y // 2) + rng.integers(0, 2, size=n)
+    cols = 4 * (y % 2) + rng.integers(0, 2, size=n)
+    for dr in range(3):
+        for dc in range(3):
+            images[np.arange(n), rows + dr - (rows + dr >= 8), cols + dc - (cols + dc >= 8)] = 1.0
+    return images.reshape(n, 64), y
+
+
 def rewrite(blob: bytes, change) -> bytes:
     """Load an artefact's entries, let ``change(entries, meta)`` edit them, and save them again."""
     with np.load(io.BytesIO(blob)) as z:

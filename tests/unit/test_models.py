@@ -27,7 +27,7 @@ from stepml.models import (
     save_model,
 )
 from stepml.models.mlp import random_shifts
-from tests.unit.model_helpers import rewrite
+from tests.unit.model_helpers import quadrant_squares, rewrite
 
 # Small but real settings for each algorithm, so every test runs in well under a second.
 # Early stopping is off so that every run lasts exactly `epochs` (it has its own tests).
@@ -150,18 +150,8 @@ def test_n_classes_can_exceed_the_labels_seen(data):
 
 
 def test_mlp_with_image_augmentation_learns():
-    # 8x8 images of one bright 3x3 square: class = which quadrant it sits in. A one-pixel
-    # shift keeps the quadrant, so augmentation must not hurt.
-    rng = np.random.default_rng(0)
-    n = 800
-    y = rng.integers(0, 4, size=n)
-    images = np.zeros((n, 8, 8), np.float32)
-    rows = 4 * (y // 2) + rng.integers(0, 2, size=n)
-    cols = 4 * (y % 2) + rng.integers(0, 2, size=n)
-    for dr in range(3):
-        for dc in range(3):
-            images[np.arange(n), rows + dr - (rows + dr >= 8), cols + dc - (cols + dc >= 8)] = 1.0
-    X = images.reshape(n, 64)
+    # A one-pixel shift keeps the quadrant, so augmentation must not hurt.
+    X, y = quadrant_squares(800)
     model = MLPClassifier(hidden_units=32, epochs=10, batch_size=32, learning_rate=0.05,
                           image_shape=(8, 8), shift_pixels=1, seed=0).fit(X, y)
     assert (model.predict(X) == y).mean() >= 0.95
