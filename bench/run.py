@@ -236,12 +236,17 @@ def wait_for_quiet(max_wait_s: float, window_s: float = 5.0, busy_limit: float =
 # Matrix-multiply speed
 # ----------------------------------------------------------------------------------------
 
+def _mlp_shapes(d: int = 784) -> list[tuple]:
+    """The mlp's two big products at its default minibatch and width, on MNIST's d pixels."""
+    from stepml.models import default_params
+    params = default_params("mlp")
+    m, h = params["batch_size"], params["hidden_units"]
+    return [(f"mlp forward {m}x{d} @ {d}x{h}", m, d, h, False),
+            (f"mlp weight grad ({m}x{d})^T @ {m}x{h}", d, m, h, True)]
+
+
 #: (label, m, k, n, transpose A): C(m, n) = A(m, k) @ B(k, n), float32.
-MATMUL_SHAPES = [
-    ("2048x2048 @ 2048x2048", 2048, 2048, 2048, False),
-    ("mlp forward 256x784 @ 784x512", 256, 784, 512, False),
-    ("mlp weight grad (256x784)^T @ 256x512", 784, 256, 512, True),
-]
+MATMUL_SHAPES = [("2048x2048 @ 2048x2048", 2048, 2048, 2048, False), *_mlp_shapes()]
 
 
 #: The quick check the parent runs right before and after each candidate (~0.5 s, in the
@@ -1125,8 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
             "both peers get the same float32 X as the built-in models (in a side check LogisticRegression ran "
             "faster on float32 than on float64, 16 s vs 32 s, so this does not handicap the peer)",
             "% matmul peak = GFLOP/s / the best float32 GEMM rate measured anywhere in this run (full "
-            "measurements before and after all candidates, quick checks of 2048^3 and 256x784x512 in the "
-            "parent right before and after each candidate, and the readings between the built-ins' epochs). "
+            "measurements before and after all candidates, quick checks of 2048^3 and the mlp's forward product in "
+            "the parent right before and after each candidate, and the readings between the built-ins' epochs). "
             "% local = GFLOP/s / the GEMM rate at the same time: for a built-in, the mean of 1024^3 readings "
             "(best of >= 3 products over 0.15 s) taken in its own process before the first epoch and after "
             "each one, their time taken out of train s; for a peer, the best of its before/after checks. "

@@ -14,7 +14,13 @@ from stepml.runs import RunPaths
 from stepml.steps import cause_message
 from stepml.trigger import TRIGGER_PREFIX, rejection_key
 
+#: How often the local runner asks for the execution's state and history: this often at
+#: first and after every new event, half as often again after each poll that finds none, up
+#: to POLL_MAX_SECONDS. The Lambdas run in this process, and every poll holds the GIL for a
+#: while: polling the MNIST Train step every 0.2 s made its training 25% slower (10.7 s
+#: against 8.4 s).
 POLL_SECONDS = 0.2
+POLL_MAX_SECONDS = 1.0
 
 
 @dataclass
@@ -88,6 +94,7 @@ def follow_execution(sfn, execution_arn: str, say: Callable[[str], None]) -> lis
     """Print each state as it is entered and exited, with its duration, until the end."""
     seen: list[dict] = []
     entered: dict[str, float] = {}
+    wait = POLL_SECONDS
     while True:
         status = sfn.describe_execution(executionArn=execution_arn)["status"]
         history = _history(sfn, execution_arn)
@@ -95,10 +102,11 @@ def follow_execution(sfn, execution_arn: str, say: Callable[[str], None]) -> lis
             line = _describe_event(event, entered)
             if line:
                 say(line)
+        wait = POLL_SECONDS if len(history) > len(seen) else min(1.5 * wait, POLL_MAX_SECONDS)
         seen = history
         if status != "RUNNING":
             return seen
-        time.sleep(POLL_SECONDS)
+        time.sleep(wait)
 
 
 def _history(sfn, execution_arn: str) -> list[dict]:
