@@ -74,7 +74,7 @@ KERNELS = ROOT / "stepml/models/_kernels.c"
 
 def arm64_compiler() -> str | None:
     """What layer/Makefile builds the kernels with: cc on arm64, else the cross compiler."""
-    return "cc" if platform.machine() == "aarch64" else shutil.which(CROSS_CC)
+    return shutil.which("cc") if platform.machine() == "aarch64" else shutil.which(CROSS_CC)
 
 
 def test_the_layer_carries_the_mlp_kernels_built_for_arm64(built_layer):
@@ -84,6 +84,9 @@ def test_the_layer_carries_the_mlp_kernels_built_for_arm64(built_layer):
     else:
         assert elf_machine(kernels) == EM_AARCH64
         assert [p.name for p in (built_layer / "stepml/models").glob("_kernels*.so")] == ["_kernels.so"]
+        symbols = kernels.read_bytes()          # what kernels.py looks up in it
+        for name in (b"stepml_kernels_version", b"stepml_gather_shift", b"stepml_softmax_head"):
+            assert name in symbols, name
 
 
 @pytest.mark.skipif(not (shutil.which(CROSS_CC) and shutil.which("qemu-aarch64")),

@@ -11,10 +11,11 @@
  *   stepml_softmax_head   ReLU, logits, softmax cross-entropy, the output layer's gradient
  *                         and the hidden layer's masked gradient, row by row.
  *
- * Plain C99, no Python API, single-threaded (BLAS owns the cores during the products).
+ * C11 with GNU vector extensions, no Python API, single-threaded (BLAS owns the cores during the products).
  * Every loop that carries the work runs along contiguous memory with independent lanes, so
  * the compiler vectorises it without reassociating any sum: results are deterministic for a
- * given build and machine.
+ * given build and CPU family (the AVX2 and AVX-512 versions contract a * b + c into fused
+ * multiply-adds, and glibc's expf has per-CPU versions too).
  */
 #include <math.h>
 #include <stdint.h>
@@ -50,7 +51,9 @@ void stepml_gather_shift(const float *X, int64_t n, int64_t ldx, const int64_t *
     for (int64_t offset = 0; offset < side * side && r < m; offset++) {
         const int64_t dy = offset / side - shift, dx = offset % side - shift;
         /* Output columns [x0, x1) come from source columns [x0 - dx, x1 - dx). */
-        const int64_t x0 = dx > 0 ? dx : 0, x1 = dx < 0 ? w + dx : w;
+        /* (Clamped for |dx| >= w, which kernels.py refuses: then the whole row is zero.) */
+        const int64_t x0 = dx <= 0 ? 0 : dx < w ? dx : w;
+        const int64_t x1 = dx >= 0 ? w : w + dx > x0 ? w + dx : x0;
         for (int64_t end = r + counts[offset]; r < end && r < m; r++) {
             const int64_t row = idx[r] < 0 ? 0 : idx[r] >= n ? n - 1 : idx[r];
             const float *src = X + row * ldx;
@@ -146,9 +149,9 @@ void row_backward(const int K, const float *a, int64_t h, const float *W2T, cons
 INLINE
 double row_softmax(const int K, float *z, int64_t t, float per_row, int64_t *right)
 {
-    float zmax = -INFINITY;
-    for (int c = 0; c < K; c++)
-        if (!(z[c] <= zmax)) zmax = z[c];         /* a NaN becomes the max: the loss is NaN */
+    float zmax = z[0];
+    for (int c = 1; c < K; c++)                  /* once a NaN is the max it stays: the loss */
+        if (zmax == zmax && !(z[c] <= zmax)) zmax = z[c];     /* is NaN, the row not right */
     const float z_true = z[t] - zmax;
     if (z_true == 0.0f) (*right)++;
     float total = 0.0f;

@@ -13,9 +13,9 @@ the second core.
 
 The library is optional. ``pip install`` builds it (setup.py: an optional extension, skipped
 without a C compiler), the layer's Makefile builds it for Lambda's arm64. Where it is missing,
-was built for another machine, or ``STEPML_KERNELS=numpy`` is set, :data:`NATIVE` is None and
-the mlp runs its numpy code: the same mathematics, rounded differently (so a given seed gives
-the same weights on the same path only).
+was built for another architecture or is of another version, or ``STEPML_KERNELS=numpy`` is
+set, :data:`NATIVE` is None and the mlp runs its numpy code: the same mathematics, rounded
+differently (so a given seed gives the same weights on the same path and CPU family only).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ _P, _I = ctypes.c_void_p, ctypes.c_int64
 
 
 class Kernels:
-    """Typed entry points of a loaded library. Arguments are checked by the callers in
-    :mod:`stepml.models.mlp`: float32 rows with unit column stride, int64 indices."""
+    """Typed entry points of a loaded library. Every array is checked before C sees it
+    (dtype, shape, unit column stride, positive row stride): a wrong argument is a
+    ValueError, never a write outside the arrays. The checks cost a few microseconds a call."""
 
     def __init__(self, lib: ctypes.CDLL):
         self._gather = lib.stepml_gather_shift
@@ -50,14 +51,24 @@ class Kernels:
         self._head.argtypes = [_P, _I, _I, _I, _I, _P, _P, _P, ctypes.c_float, _P, _P, _P, _I,
                                ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)]
         self._head.restype = ctypes.c_int
-        self._loss, self._correct = ctypes.c_double(), ctypes.c_int64()
         self.path = lib._name
 
     def gather_shift(self, X: np.ndarray, idx: np.ndarray, counts: np.ndarray, shift: int,
                      image_shape: tuple[int, int], out: np.ndarray) -> None:
         """``out[r] = X[idx[r]]`` translated as :func:`~stepml.models.base.fill_shifted_rows`
-        does for the same ``counts`` (exactly the same pixels); ``shift=0`` is a plain gather."""
-        h, w = image_shape
+        does for the same ``counts`` (exactly the same pixels); ``shift=0`` is a plain gather.
+        Indices outside ``[0, len(X))`` are clipped into it, as ``np.take(mode="clip")`` does."""
+        h, w = (int(v) for v in image_shape)
+        shift = int(shift)
+        idx = np.ascontiguousarray(idx, np.int64).reshape(-1)
+        counts = np.ascontiguousarray(counts, np.int64).reshape(-1)
+        _rows("X", X, cols=h * w, min_rows=1)
+        _rows("out", out, cols=h * w, min_rows=idx.size, writable=True)
+        if not 0 <= shift < min(h, w):
+            raise ValueError(f"gather_shift: shift {shift} must be >= 0 and smaller than the image sides {[h, w]}")
+        if counts.size != (2 * shift + 1) ** 2 or (counts < 0).any() or counts.sum() != idx.size:
+            raise ValueError(f"gather_shift: counts must be {(2 * shift + 1) ** 2} non-negative numbers "
+                             f"summing to the {idx.size} rows")
         self._gather(X.ctypes.data, X.shape[0], X.strides[0] // 4, idx.ctypes.data, idx.size, counts.ctypes.data,
                      shift, h, w, out.ctypes.data, out.strides[0] // 4)
 
@@ -67,14 +78,35 @@ class Kernels:
         ``scale``: ``gT`` = (dW2)^T (k, h), ``gb2`` (k), ``dH`` (m, h) = (dZ W2^T) * [A > 0],
         with ``dZ = scale (P - Y) / m``. Returns (summed cross-entropy, rows classified right)."""
         m, h = A.shape
-        rc = self._head(A.ctypes.data, A.strides[0] // 4, m, h, W2T.shape[0], W2T.ctypes.data,
+        k = W2T.shape[0]
+        y = np.ascontiguousarray(y, np.int64).reshape(-1)
+        _rows("A", A, cols=h, min_rows=m, writable=True)
+        _rows("dH", dH, cols=h, min_rows=m, writable=True)
+        for name, a, shape, writable in (("W2T", W2T, (k, h), False), ("gT", gT, (k, h), True),
+                                         ("b2", b2, (k,), False), ("gb2", gb2, (k,), True)):
+            if a.dtype != np.float32 or a.shape != shape or not a.flags.c_contiguous or (writable and not a.flags.writeable):
+                raise ValueError(f"softmax_head: {name} must be a C-contiguous{' writable' if writable else ''} "
+                                 f"float32 array of shape {shape}")
+        if y.size != m or m == 0 or dH.shape[0] != m:
+            raise ValueError(f"softmax_head: {m} rows of A, {dH.shape[0]} of dH and {y.size} labels")
+        # Outputs of this call only: ctypes lets go of the GIL during it, and the local stack
+        # may train two models at once on different threads.
+        loss, correct = ctypes.c_double(), ctypes.c_int64()
+        rc = self._head(A.ctypes.data, A.strides[0] // 4, m, h, k, W2T.ctypes.data,
                         b2.ctypes.data, y.ctypes.data, scale, gT.ctypes.data, gb2.ctypes.data,
-                        dH.ctypes.data, dH.strides[0] // 4, ctypes.byref(self._loss),
-                        ctypes.byref(self._correct))
+                        dH.ctypes.data, dH.strides[0] // 4, ctypes.byref(loss), ctypes.byref(correct))
         if rc != 0:
-            raise ValueError(f"softmax_head: {W2T.shape[0]} classes (at most {MAX_CLASSES}) or "
-                             f"labels outside [0, {W2T.shape[0]})")
-        return self._loss.value, self._correct.value
+            raise ValueError(f"softmax_head: {k} classes (2 to {MAX_CLASSES}) or labels outside [0, {k})")
+        return loss.value, correct.value
+
+
+def _rows(name: str, a: np.ndarray, *, cols: int, min_rows: int, writable: bool = False) -> None:
+    """Check that ``a`` is a 2-d float32 array of >= ``min_rows`` rows of ``cols`` contiguous floats."""
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == cols
+            and a.shape[0] >= min_rows and a.strides[1] == 4 and (a.shape[0] <= 1 or a.strides[0] >= 4 * cols)
+            and a.strides[0] % 4 == 0 and (a.flags.writeable or not writable)):
+        raise ValueError(f"{name} must be a {'writable ' if writable else ''}float32 array of at least "
+                         f"{min_rows} rows of {cols} contiguous values, with rows that do not overlap")
 
 
 def load(directory: Path | None = None) -> Kernels | None:

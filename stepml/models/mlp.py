@@ -46,7 +46,7 @@ all of them:
   four numpy passes over ten arrays on one core.
 
 These change the order of floating-point operations, not the mathematics; the same seed,
-BLAS thread count and kernel library (or none) give bit-identical weights. Element-wise work
+BLAS thread count, kernel library (or none) and CPU family give bit-identical weights. Element-wise work
 on a second thread was tried and does not pay: OpenBLAS's idle worker spins on the other
 core between products, and handing a task to a Python thread costs about as much as it saves
 (gathering the next minibatch on a helper thread during the step, double-buffered, measured
