@@ -5,9 +5,9 @@ peak, and a dozen smaller operations around them: gathering and translating the 
 the ReLU, the output layer (three products with only ``k`` = 10 columns), the softmax and
 the masked hidden gradient. In numpy each of those is a pass over a (m, hidden) array on one
 core. The C library does them in two sweeps with each row in the L1 cache. Measured inside
-MNIST training (512 rows, 512 hidden units; steps alternating between the two paths, 2 cores):
-the output layer 0.63 ms instead of 0.94, the gather and translation 0.42 ms instead of 0.57,
-of a step of about 5 ms. Splitting the rows between two threads was tried and made both ~2x
+MNIST training (512 rows, 512 hidden units; steps alternating between the two paths, 2 cores;
+``python -m bench.mlp_step``): the output layer 0.63 ms instead of 0.94, the gather and
+translation 0.42 ms instead of 0.57, of a step of about 5 ms. Splitting the rows between two threads was tried and made both ~2x
 slower in training (though faster alone): between BLAS calls OpenBLAS's idle worker spins on
 the second core.
 
