@@ -40,14 +40,7 @@ def timed_step(model, X, y, idx, rng, lr=0.01):
     v, grads = state.params(), state.grads()
     H = np.matmul(Xb, v["W1aug"], out=work["H"][:m])
     t.append(time.perf_counter())
-    native = model._native_head()
-    if native is not None:
-        np.copyto(work["W2T"], v["W2"].T)
-        native.softmax_head(H, work["W2T"], v["b2"], y[idx], -lr, work["gW2T"], grads["b2"], work["dH"][:m])
-        np.copyto(grads["W2"], work["gW2T"].T)
-        dH = work["dH"][:m]
-    else:
-        dH = model._output_layer(H, y[idx], lr, v, grads, work)[2]
+    dH = model._output_layer(H, y[idx], lr, v, grads, work)[2]
     t.append(time.perf_counter())
     np.matmul(Xb.T, dH, out=grads["W1aug"])
     t.append(time.perf_counter())

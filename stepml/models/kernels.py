@@ -5,11 +5,11 @@ peak, and a dozen smaller operations around them: gathering and translating the 
 the ReLU, the output layer (three products with only ``k`` = 10 columns), the softmax and
 the masked hidden gradient. In numpy each of those is a pass over a (m, hidden) array on one
 core. The C library does them in two sweeps with each row in the L1 cache. Measured inside
-MNIST training (512 rows, 512 hidden units; steps alternating between the two paths, 2 cores;
-``python -m bench.mlp_step``): the output layer 0.63 ms instead of 0.94, the gather and
-translation 0.42 ms instead of 0.57, of a step of about 5 ms. Splitting the rows between two threads was tried and made both ~2x
-slower in training (though faster alone): between BLAS calls OpenBLAS's idle worker spins on
-the second core.
+MNIST training (512 rows, 512 hidden units; steps alternating between the two paths, 2
+cores; ``python -m bench.mlp_step``): the output layer 0.63 ms instead of 0.94, the gather
+and translation 0.42 ms instead of 0.57, of a step of about 5 ms. Splitting the rows between
+two threads was tried and made both ~2x slower in training (though faster alone): between
+BLAS calls OpenBLAS's idle worker spins on the second core.
 
 The library is optional. ``pip install`` builds it (setup.py: an optional extension, skipped
 without a C compiler), the layer's Makefile builds it for Lambda's arm64. Where it is missing,
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NATIVE", "MAX_CLASSES", "ALIGNMENT", "aligned_empty", "load"]
+__all__ = ["NATIVE", "MAX_CLASSES", "ALIGNMENT", "aligned_empty", "load", "plain_rows"]
 
 #: The library's interface version this module speaks (``stepml_kernels_version()``).
 VERSION = 1
@@ -84,7 +84,8 @@ class Kernels:
         _rows("dH", dH, cols=h, min_rows=m, writable=True)
         for name, a, shape, writable in (("W2T", W2T, (k, h), False), ("gT", gT, (k, h), True),
                                          ("b2", b2, (k,), False), ("gb2", gb2, (k,), True)):
-            if a.dtype != np.float32 or a.shape != shape or not a.flags.c_contiguous or (writable and not a.flags.writeable):
+            if a.dtype != np.float32 or a.shape != shape or not a.flags.c_contiguous \
+                    or (writable and not a.flags.writeable):
                 raise ValueError(f"softmax_head: {name} must be a C-contiguous{' writable' if writable else ''} "
                                  f"float32 array of shape {shape}")
         if y.size != m or m == 0 or dH.shape[0] != m:
@@ -100,11 +101,17 @@ class Kernels:
         return loss.value, correct.value
 
 
+def plain_rows(a) -> bool:
+    """Whether the kernels can read ``a`` as it is: a 2-d float32 array of rows of contiguous
+    values that do not overlap (C order, or a column slice of such an array)."""
+    return (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.strides[1] == 4
+            and a.strides[0] % 4 == 0 and (a.shape[0] <= 1 or a.strides[0] >= 4 * a.shape[1]))
+
+
 def _rows(name: str, a: np.ndarray, *, cols: int, min_rows: int, writable: bool = False) -> None:
     """Check that ``a`` is a 2-d float32 array of >= ``min_rows`` rows of ``cols`` contiguous floats."""
-    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == cols
-            and a.shape[0] >= min_rows and a.strides[1] == 4 and (a.shape[0] <= 1 or a.strides[0] >= 4 * cols)
-            and a.strides[0] % 4 == 0 and (a.flags.writeable or not writable)):
+    if not (plain_rows(a) and a.shape[1] == cols and a.shape[0] >= min_rows
+            and (a.flags.writeable or not writable)):
         raise ValueError(f"{name} must be a {'writable ' if writable else ''}float32 array of at least "
                          f"{min_rows} rows of {cols} contiguous values, with rows that do not overlap")
 

@@ -46,13 +46,13 @@ all of them:
   four numpy passes over ten arrays on one core.
 
 These change the order of floating-point operations, not the mathematics; the same seed,
-BLAS thread count, kernel library (or none) and CPU family give bit-identical weights. Element-wise work
-on a second thread was tried and does not pay: OpenBLAS's idle worker spins on the other
-core between products, and handing a task to a Python thread costs about as much as it saves
-(gathering the next minibatch on a helper thread during the step, double-buffered, measured
-3% slower; two threads each running half the minibatch with single-threaded BLAS, 10% slower
-on a quiet host: the GIL and three barriers a step cost more than the halved element-wise
-work).
+BLAS thread count, kernel library (or none) and CPU family give bit-identical weights.
+Element-wise work on a second thread was tried and does not pay: OpenBLAS's idle worker
+spins on the other core between products, and handing a task to a Python thread costs about
+as much as it saves (gathering the next minibatch on a helper thread during the step,
+double-buffered, measured 3% slower; two threads each running half the minibatch with
+single-threaded BLAS, 10% slower on a quiet host: the GIL and three barriers a step cost
+more than the halved element-wise work).
 
 For images (``image_shape`` given), each training image is translated by a random
 ``(dy, dx)`` in ``[-shift_pixels, shift_pixels]^2`` (zero fill) every time it is seen: a
@@ -263,9 +263,9 @@ class MLPClassifier(BaseSGDModel):
         shifting = self.image_shape is not None and self.shift_pixels > 0
         shift = int(self.shift_pixels) if shifting else 0
         counts = shift_counts(m, shift, rng) if shifting else np.array([m])
-        if kernels.NATIVE is not None and _plain_rows(X):
-            kernels.NATIVE.gather_shift(X, np.ascontiguousarray(idx, np.int64), counts, shift,
-                                        tuple(self.image_shape) if shifting else (1, d), out[:, 1:d + 1])
+        if kernels.NATIVE is not None and kernels.plain_rows(X):
+            kernels.NATIVE.gather_shift(X, idx, counts, shift, tuple(self.image_shape) if shifting else (1, d),
+                                        out[:, 1:d + 1])
         elif shifting:
             fill_shifted_rows(X, idx, tuple(self.image_shape), counts, shift, out[:, 1:d + 1], scratch)
         else:
@@ -283,18 +283,7 @@ class MLPClassifier(BaseSGDModel):
         v, grads = state.params(), state.grads()
 
         H = np.matmul(Xb, v["W1aug"], out=work["H"][:m])      # X W1 + b1
-        # The output layer, forward and back: ReLU, logits, loss, and the gradients of W2, b2
-        # and H. Every gradient comes pre-multiplied by -lr (scaling the small (m, k) dZ is
-        # far cheaper than scaling the big dW1 later).
-        native = self._native_head()
-        if native is not None:
-            np.copyto(work["W2T"], v["W2"].T)
-            loss, correct = native.softmax_head(H, work["W2T"], v["b2"], np.ascontiguousarray(yb, np.int64),
-                                                -lr, work["gW2T"], grads["b2"], work["dH"][:m])
-            np.copyto(grads["W2"], work["gW2T"].T)
-            loss, acc, dH = loss / m, correct / m, work["dH"][:m]
-        else:
-            loss, acc, dH = self._output_layer(H, yb, lr, v, grads, work)
+        loss, acc, dH = self._output_layer(H, yb, lr, v, grads, work)
         np.matmul(Xb.T, dH, out=grads["W1aug"])               # row 0: the bias gradient
 
         # Momentum step  v = mu v - lr g ;  p = (1 - lr l2) p + v  (no decay for biases).
@@ -303,9 +292,18 @@ class MLPClassifier(BaseSGDModel):
         return loss, acc
 
     def _output_layer(self, H, yb, lr, v, grads, work):
-        """The output layer in numpy: ReLU ``H`` in place, write the gradients of W2 and b2
-        (x -lr) into ``grads``; returns (loss, accuracy, dH x -lr)."""
+        """The output layer, forward and back: ReLU ``H`` in place, write the gradients of W2
+        and b2 into ``grads``; returns (loss, accuracy, dH). Every gradient comes
+        pre-multiplied by -lr (scaling the small (m, k) dZ is far cheaper than scaling the big
+        dW1 later). In the compiled kernel where it takes the model, else in numpy."""
         m = H.shape[0]
+        native = self._native_head()
+        if native is not None:
+            np.copyto(work["W2T"], v["W2"].T)
+            loss, correct = native.softmax_head(H, work["W2T"], v["b2"], yb, -lr, work["gW2T"], grads["b2"],
+                                                work["dH"][:m])
+            np.copyto(grads["W2"], work["gW2T"].T)
+            return loss / m, correct / m, work["dH"][:m]
         W2 = v["W2"]
         k = W2.shape[1]
         np.maximum(H, 0.0, out=H)                               # ReLU
@@ -362,12 +360,6 @@ def _squared_error_t(Zt, t, scale):
     loss = 0.5 * float(np.dot(Zt[0], Zt[0])) / m if m else 0.0
     Zt *= scale / m
     return Zt, loss, None
-
-
-def _plain_rows(X) -> bool:
-    """Whether the kernels can read ``X`` as it is: float32 rows of unit-stride pixels."""
-    return X.dtype == FLOAT and X.ndim == 2 and X.strides[1] == X.itemsize \
-        and X.strides[0] > 0 and X.strides[0] % X.itemsize == 0
 
 
 def _with_ones(Xb, model):
